@@ -1,0 +1,34 @@
+//! The `automata` command line: one file per command.
+
+mod run_local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Automata: run WebAssembly workflows on cron ticks and platform events.
+#[derive(Debug, Parser)]
+#[command(name = "automata", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    RunLocal(run_local::RunLocal),
+}
+
+/// Runs the parsed command line; errors are printed here, once.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::RunLocal(cmd) => cmd.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

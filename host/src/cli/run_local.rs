@@ -1,0 +1,120 @@
+//! `automata run-local`: load a component from disk and run it once, without a
+//! server or a store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::domain::workflow::{RunContext, SCHEDULED_TRIGGER, TriggerInput};
+use crate::runner::{Outcome, RunReport, Runner};
+
+/// Run a workflow component once and print its output and payload.
+///
+/// Example:
+///   automata run-local target/guests/welcome-new-members.wasm \
+///     --input '{"trigger":"thread.member_joined","payload":{"member":{"name":"Ada"}}}'
+#[derive(Debug, Args)]
+pub struct RunLocal {
+    /// The component (.wasm) to run.
+    component: PathBuf,
+    /// The workflow input, the spec's `{"trigger": ..., "payload": {...}}`.
+    #[arg(long, short)]
+    input: String,
+    /// The user the run executes as.
+    #[arg(long)]
+    run_as_user_id: Option<String>,
+    /// How to print the result.
+    #[arg(long, short, value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// The graph, output lines and payload for a person.
+    Text,
+    /// The run's `result` object as JSON.
+    Json,
+}
+
+impl RunLocal {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let input = parse_input(&self.input)?;
+        let bytes = std::fs::read(&self.component)
+            .with_context(|| format!("cannot read {}", self.component.display()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let runner = Runner::new()?;
+        let (workflow, report) = runtime.block_on(async {
+            let workflow = runner
+                .load(&bytes)
+                .await
+                .with_context(|| format!("cannot load {}", self.component.display()))?;
+            let ctx = RunContext {
+                app_id: "local".into(),
+                automation_id: "aut_local".into(),
+                run_id: "atr_local".into(),
+                run_as_user_id: self.run_as_user_id.clone(),
+                scheduled_at: scheduled_at(&input),
+                attempt: 1,
+            };
+            let report = runner.run(&workflow, &ctx, &input).await;
+            anyhow::Ok((workflow, report))
+        })?;
+
+        match self.output {
+            Format::Json => println!("{:#}", result_json(&report)),
+            Format::Text => {
+                let graph = workflow.graph();
+                println!("workflow: {} ({})", graph.name, workflow.digest());
+                println!("triggers: {}", graph.triggers.join(", "));
+                println!("output:");
+                for line in &report.output.lines {
+                    println!("  {line}");
+                }
+                if report.output.truncated {
+                    println!("  … (output truncated)");
+                }
+                match &report.outcome {
+                    Outcome::Completed(payload) => println!("payload:\n{payload:#}"),
+                    Outcome::Failed(error) => println!("error: {error}"),
+                }
+            }
+        }
+        Ok(match report.outcome {
+            Outcome::Completed(_) => ExitCode::SUCCESS,
+            Outcome::Failed(_) => ExitCode::FAILURE,
+        })
+    }
+}
+
+fn parse_input(text: &str) -> anyhow::Result<TriggerInput> {
+    let value: Value = serde_json::from_str(text).context("--input is not valid JSON")?;
+    let Some(trigger) = value.get("trigger").and_then(Value::as_str) else {
+        bail!(
+            "--input needs a string \"trigger\" field, e.g. {{\"trigger\":\"thread.created\",\"payload\":{{}}}}"
+        );
+    };
+    Ok(TriggerInput {
+        trigger: trigger.to_owned(),
+        payload: value.get("payload").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A scheduled input carries its occurrence in the payload; the context gets it too.
+fn scheduled_at(input: &TriggerInput) -> Option<String> {
+    (input.trigger == SCHEDULED_TRIGGER)
+        .then(|| input.payload["scheduled_at"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+fn result_json(report: &RunReport) -> Value {
+    match &report.outcome {
+        Outcome::Completed(payload) => json!({"payload": payload, "output": report.output.lines}),
+        Outcome::Failed(error) => json!({"error": error, "output": report.output.lines}),
+    }
+}

@@ -1,0 +1,6 @@
+//! The domain core: the model, lifecycle rules, cron math and validation.
+//!
+//! Nothing in here does IO (no sockets, files, clocks or threads): callers pass
+//! the current time in, so every rule is unit-tested in isolation.
+
+pub mod workflow;

@@ -1,0 +1,60 @@
+//! What a workflow component declares and what a run hands it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The event name of cron-driven runs.
+pub const SCHEDULED_TRIGGER: &str = "workflow.scheduled";
+
+/// The WorkflowGraph a component implements, read from its `graph` export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowGraph {
+    /// Display name.
+    pub name: String,
+    /// Event names the workflow handles (its trigger nodes).
+    pub triggers: Vec<String>,
+    /// Its step nodes, for display.
+    pub steps: Vec<StepNode>,
+}
+
+impl WorkflowGraph {
+    /// Whether the workflow has a trigger node for `event`.
+    pub fn handles(&self, event: &str) -> bool {
+        self.triggers.iter().any(|t| t == event)
+    }
+}
+
+/// One step of a workflow, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepNode {
+    /// Short name.
+    pub name: String,
+    /// What the step does.
+    pub description: String,
+}
+
+/// The spec's workflow input: `{"trigger", "payload"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerInput {
+    /// The event name, or [`SCHEDULED_TRIGGER`].
+    pub trigger: String,
+    /// Event-specific data.
+    pub payload: Value,
+}
+
+/// Who and what a run is for; handed to the workflow with its input.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunContext {
+    /// The app the automation belongs to.
+    pub app_id: String,
+    /// The automation (`aut_…`).
+    pub automation_id: String,
+    /// The run (`atr_…`).
+    pub run_id: String,
+    /// The user the automation executes as, if any.
+    pub run_as_user_id: Option<String>,
+    /// For scheduled runs, the occurrence being run (RFC 3339, UTC).
+    pub scheduled_at: Option<String>,
+    /// 1 for a first run, then 2, 3, … for retries.
+    pub attempt: u32,
+}

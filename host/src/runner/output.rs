@@ -1,0 +1,308 @@
+//! Captures what a run prints — WASI stdout and stderr, and `log` calls — as one
+//! ordered list of lines, capped in line count and bytes.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Caps on what one run may record. Past a cap the run goes on; further output
+/// is dropped and the transcript says it was truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Most lines kept.
+    pub max_lines: usize,
+    /// Most bytes kept, over all lines.
+    pub max_bytes: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits {
+            max_lines: 1_000,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Where a line came from; stderr and log lines are marked in the transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Stdout,
+    Stderr,
+}
+
+/// The lines a run produced, in order, and whether any were dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedOutput {
+    /// Output lines, without their line endings.
+    pub lines: Vec<String>,
+    /// True when a cap was reached and later output was dropped.
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    limits: OutputLimits,
+    lines: Vec<String>,
+    bytes: usize,
+    truncated: bool,
+    /// Bytes of an unfinished line per stream, kept until its newline arrives.
+    partial: [Vec<u8>; 2],
+}
+
+impl State {
+    fn push_line(&mut self, line: String) {
+        if self.truncated {
+            return;
+        }
+        if self.lines.len() >= self.limits.max_lines
+            || self.bytes + line.len() > self.limits.max_bytes
+        {
+            self.truncated = true;
+            return;
+        }
+        self.bytes += line.len();
+        self.lines.push(line);
+    }
+
+    fn write(&mut self, source: Source, mut bytes: &[u8]) {
+        while let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
+            let (head, tail) = bytes.split_at(newline);
+            let mut line = std::mem::take(&mut self.partial[source as usize]);
+            line.extend_from_slice(head);
+            self.push_line(render(source, &line));
+            bytes = &tail[1..];
+        }
+        if self.truncated {
+            return;
+        }
+        let partial = &mut self.partial[source as usize];
+        // An endless line is cut at the byte cap and kept, rather than buffered
+        // forever; nothing after it is recorded.
+        let room = self
+            .limits
+            .max_bytes
+            .saturating_sub(self.bytes + partial.len());
+        if bytes.len() > room {
+            partial.extend_from_slice(&bytes[..room]);
+            let line = std::mem::take(partial);
+            self.push_line(render(source, &line));
+            self.truncated = true;
+            return;
+        }
+        partial.extend_from_slice(bytes);
+    }
+
+    fn finish(&mut self) {
+        for source in [Source::Stdout, Source::Stderr] {
+            let line = std::mem::take(&mut self.partial[source as usize]);
+            if !line.is_empty() {
+                self.push_line(render(source, &line));
+            }
+        }
+    }
+}
+
+fn render(source: Source, line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    match source {
+        Source::Stdout => text.into_owned(),
+        Source::Stderr => format!("[stderr] {text}"),
+    }
+}
+
+/// The shared transcript of one run. Cheap to clone: clones write to the same
+/// lines.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    state: Arc<Mutex<State>>,
+}
+
+impl Transcript {
+    /// An empty transcript with the given caps.
+    pub fn new(limits: OutputLimits) -> Self {
+        Transcript {
+            state: Arc::new(Mutex::new(State {
+                limits,
+                lines: Vec::new(),
+                bytes: 0,
+                truncated: false,
+                partial: [Vec::new(), Vec::new()],
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another writer panicked mid-push; the
+        // lines themselves are still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stream the guest's stdout writes to.
+    pub fn stdout(&self) -> CaptureStream {
+        CaptureStream {
+            transcript: self.clone(),
+            source: Source::Stdout,
+        }
+    }
+
+    /// The stream the guest's stderr writes to.
+    pub fn stderr(&self) -> CaptureStream {
+        CaptureStream {
+            transcript: self.clone(),
+            source: Source::Stderr,
+        }
+    }
+
+    /// Records one line written by the host on the guest's behalf (a log call).
+    pub fn record(&self, line: String) {
+        self.lock().push_line(line);
+    }
+
+    /// Ends the transcript: unfinished lines are kept as lines.
+    pub fn finish(&self) -> CapturedOutput {
+        let mut state = self.lock();
+        state.finish();
+        CapturedOutput {
+            lines: std::mem::take(&mut state.lines),
+            truncated: state.truncated,
+        }
+    }
+}
+
+/// One of the guest's output streams, feeding a [`Transcript`].
+#[derive(Debug, Clone)]
+pub struct CaptureStream {
+    transcript: Transcript,
+    source: Source,
+}
+
+/// Room a stream reports to the guest: writes past the caps are accepted and
+/// dropped, so the guest never blocks or fails on output.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+impl OutputStream for CaptureStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.transcript.lock().write(self.source, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+impl IsTerminal for CaptureStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(AsyncCapture(self.clone()))
+    }
+}
+
+/// The tokio-facing side of a [`CaptureStream`] (used by WASI p3 paths).
+struct AsyncCapture(CaptureStream);
+
+impl tokio::io::AsyncWrite for AsyncCapture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.transcript.lock().write(self.0.source, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_lines: usize, max_bytes: usize) -> OutputLimits {
+        OutputLimits {
+            max_lines,
+            max_bytes,
+        }
+    }
+
+    #[test]
+    fn splits_lines_across_writes_and_streams() {
+        let transcript = Transcript::new(OutputLimits::default());
+        let mut out = transcript.stdout();
+        let mut err = transcript.stderr();
+        out.write(Bytes::from_static(b"hel")).unwrap();
+        err.write(Bytes::from_static(b"oops\r\n")).unwrap();
+        out.write(Bytes::from_static(b"lo\nworld")).unwrap();
+        transcript.record("[info] logged".into());
+        let captured = transcript.finish();
+        assert_eq!(
+            captured.lines,
+            ["[stderr] oops", "hello", "[info] logged", "world"]
+        );
+        assert!(!captured.truncated);
+    }
+
+    #[test]
+    fn caps_line_count_and_marks_truncation() {
+        let transcript = Transcript::new(limits(2, 1024));
+        let mut out = transcript.stdout();
+        out.write(Bytes::from_static(b"a\nb\nc\nd\n")).unwrap();
+        let captured = transcript.finish();
+        assert_eq!(captured.lines, ["a", "b"]);
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn caps_bytes_even_without_newlines() {
+        let transcript = Transcript::new(limits(100, 8));
+        let mut out = transcript.stdout();
+        out.write(Bytes::from(vec![b'x'; 100])).unwrap();
+        let captured = transcript.finish();
+        assert_eq!(captured.lines, ["xxxxxxxx"]);
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let transcript = Transcript::new(OutputLimits::default());
+        transcript
+            .stdout()
+            .write(Bytes::from_static(b"a\xffb\n"))
+            .unwrap();
+        assert_eq!(transcript.finish().lines, ["a\u{fffd}b"]);
+    }
+}

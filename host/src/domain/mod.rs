@@ -3,5 +3,6 @@
 //! Nothing in here does IO (no sockets, files, clocks or threads): callers pass
 //! the current time in, so every rule is unit-tested in isolation.
 
+pub mod catchup;
 pub mod schedule;
 pub mod workflow;

@@ -1,0 +1,389 @@
+//! Which cron ticks to run when the scheduler gets to a schedule late.
+//!
+//! The scheduler remembers, per scheduled automation, the last tick it
+//! handled (its cursor). Whenever it looks at a schedule — woken at a due time,
+//! after the host restarted, after the automation was resumed — every tick in
+//! `(cursor, now]` must be handled exactly once. Ticks due within
+//! [`ON_TIME_TOLERANCE`] of now are on time and run; older ones were missed
+//! and go by the automation's catch-up policy:
+//!
+//! - `skip`: run none of them, record them as one cancelled run (reason
+//!   `missed`), so nothing is missed silently;
+//! - `run_once`: run the latest one, record the others as missed;
+//! - `run_all`: run those within the catch-up window, at most
+//!   [`MAX_CATCHUP_RUNS`] (the latest), record the others as missed.
+//!
+//! Searches never walk every tick of a long outage: the latest ticks are found
+//! by looking back from now, and counting stops at [`MAX_COUNTED_TICKS`].
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::schedule::Schedule;
+
+/// How late a tick may be handled and still count as on time rather than
+/// missed: covers timer slack and a busy host, not an outage.
+pub const ON_TIME_TOLERANCE: TimeDelta = TimeDelta::seconds(5);
+
+/// Most missed ticks `run_all` runs at once; older ones are recorded missed.
+pub const MAX_CATCHUP_RUNS: usize = 100;
+
+/// Counting missed ticks stops here; a count at the cap reads "at least".
+pub const MAX_COUNTED_TICKS: u64 = 10_000;
+
+/// What happens to missed ticks, by policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Record them, run none.
+    Skip,
+    /// Run the latest.
+    RunOnce,
+    /// Run those due within this window before now.
+    RunAll {
+        /// How far back ticks are still run.
+        window: TimeDelta,
+    },
+}
+
+/// Missed ticks that will not run, for one cancelled run with reason `missed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissedTicks {
+    /// The earliest of them.
+    pub first: DateTime<Utc>,
+    /// The latest of them; the cancelled run's `scheduled_at`.
+    pub last: DateTime<Utc>,
+    /// How many, up to [`MAX_COUNTED_TICKS`].
+    pub count: u64,
+}
+
+impl MissedTicks {
+    /// Says what was missed, for the cancelled run's result.
+    pub fn describe(&self) -> String {
+        let count = if self.count >= MAX_COUNTED_TICKS {
+            format!("at least {}", self.count)
+        } else {
+            self.count.to_string()
+        };
+        let stamp = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if self.count == 1 {
+            format!("missed the tick due at {}", stamp(self.first))
+        } else {
+            format!(
+                "missed {count} ticks due from {} to {}",
+                stamp(self.first),
+                stamp(self.last)
+            )
+        }
+    }
+}
+
+/// What to do with the ticks in `(cursor, now]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickPlan {
+    /// Ticks to run, oldest first: caught-up ticks, then on-time ones.
+    pub run: Vec<DateTime<Utc>>,
+    /// Ticks that will not run.
+    pub missed: Option<MissedTicks>,
+    /// The new cursor: the latest tick handled (unchanged when none was due).
+    pub cursor: DateTime<Utc>,
+}
+
+/// Plans the ticks of `schedule` in `(cursor, now]` under `policy`.
+pub fn plan(
+    schedule: &Schedule,
+    cursor: DateTime<Utc>,
+    now: DateTime<Utc>,
+    policy: CatchUp,
+) -> TickPlan {
+    let on_time_from = cursor.max(now - ON_TIME_TOLERANCE);
+    let on_time: Vec<_> = ticks_between(schedule, on_time_from, now).collect();
+    let late = latest_ticks(schedule, cursor, on_time_from, 1);
+    let mut plan = TickPlan {
+        run: Vec::new(),
+        missed: None,
+        cursor: on_time.last().or(late.last()).copied().unwrap_or(cursor),
+    };
+    if let Some(&latest_missed) = late.last() {
+        let run = match policy {
+            CatchUp::Skip => Vec::new(),
+            CatchUp::RunOnce => vec![latest_missed],
+            CatchUp::RunAll { window } => {
+                let floor = cursor.max(now - window);
+                latest_ticks(schedule, floor, on_time_from, MAX_CATCHUP_RUNS)
+            }
+        };
+        // Everything in (cursor, first run) is missed.
+        let missed_until = run.first().copied();
+        plan.missed = schedule.next_after(cursor).and_then(|first| {
+            let before_runs = missed_until.is_none_or(|until| first < until);
+            before_runs.then(|| {
+                let last = missed_until.map_or(latest_missed, |until| {
+                    let before = latest_ticks(schedule, cursor, until - TimeDelta::seconds(1), 1);
+                    before.last().copied().unwrap_or(first)
+                });
+                MissedTicks {
+                    first,
+                    last,
+                    count: count_ticks(schedule, cursor, last),
+                }
+            })
+        });
+        plan.run = run;
+    }
+    plan.run.extend(on_time);
+    plan
+}
+
+/// Ticks in `(after, until]`, oldest first.
+fn ticks_between(
+    schedule: &Schedule,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+    schedule
+        .occurrences_after(after)
+        .take_while(move |&at| at <= until)
+}
+
+/// Up to `limit` of the latest ticks in `(floor, until]`, oldest first. Looks
+/// back from `until` over doubling spans, so a long gap costs a few searches
+/// rather than a walk over every tick in it.
+fn latest_ticks(
+    schedule: &Schedule,
+    floor: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<DateTime<Utc>> {
+    let mut span = TimeDelta::seconds(1);
+    loop {
+        let from = floor.max(until - span);
+        let mut latest = VecDeque::with_capacity(limit + 1);
+        for at in ticks_between(schedule, from, until) {
+            latest.push_back(at);
+            if latest.len() > limit {
+                latest.pop_front();
+            }
+        }
+        let reached_floor = from == floor;
+        if latest.len() == limit || reached_floor {
+            return latest.into();
+        }
+        span = span.checked_mul(2).unwrap_or(TimeDelta::MAX);
+    }
+}
+
+/// How many ticks lie in `(after, until]`, counting to [`MAX_COUNTED_TICKS`].
+fn count_ticks(schedule: &Schedule, after: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    ticks_between(schedule, after, until)
+        .take(MAX_COUNTED_TICKS as usize)
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        text.parse().expect("test timestamp")
+    }
+
+    fn every_minute() -> Schedule {
+        Schedule::parse("* * * * *", None).unwrap()
+    }
+
+    fn stamps(ticks: &[DateTime<Utc>]) -> Vec<String> {
+        ticks
+            .iter()
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect()
+    }
+
+    #[test]
+    fn an_on_time_tick_runs_under_every_policy() {
+        for policy in [
+            CatchUp::Skip,
+            CatchUp::RunOnce,
+            CatchUp::RunAll {
+                window: TimeDelta::hours(1),
+            },
+        ] {
+            let plan = plan(
+                &every_minute(),
+                utc("2026-02-28T09:00:00Z"),
+                utc("2026-02-28T09:01:00.300Z"),
+                policy,
+            );
+            assert_eq!(stamps(&plan.run), ["2026-02-28T09:01:00Z"], "{policy:?}");
+            assert_eq!(plan.missed, None);
+            assert_eq!(plan.cursor, utc("2026-02-28T09:01:00Z"));
+        }
+    }
+
+    #[test]
+    fn nothing_due_leaves_the_cursor() {
+        let cursor = utc("2026-02-28T09:00:00Z");
+        let plan = plan(
+            &every_minute(),
+            cursor,
+            utc("2026-02-28T09:00:59Z"),
+            CatchUp::Skip,
+        );
+        assert_eq!(
+            plan,
+            TickPlan {
+                run: vec![],
+                missed: None,
+                cursor
+            }
+        );
+    }
+
+    #[test]
+    fn skip_records_all_missed_ticks_as_one() {
+        // Down from 09:00:30 to 09:10:30: ticks 09:01 … 09:10 were missed.
+        let plan = plan(
+            &every_minute(),
+            utc("2026-02-28T09:00:00Z"),
+            utc("2026-02-28T09:10:30Z"),
+            CatchUp::Skip,
+        );
+        assert!(plan.run.is_empty());
+        assert_eq!(
+            plan.missed,
+            Some(MissedTicks {
+                first: utc("2026-02-28T09:01:00Z"),
+                last: utc("2026-02-28T09:10:00Z"),
+                count: 10,
+            })
+        );
+        assert_eq!(plan.cursor, utc("2026-02-28T09:10:00Z"));
+        assert_eq!(
+            plan.missed.unwrap().describe(),
+            "missed 10 ticks due from 2026-02-28T09:01:00Z to 2026-02-28T09:10:00Z"
+        );
+    }
+
+    #[test]
+    fn run_once_runs_the_latest_and_records_the_rest() {
+        let plan = plan(
+            &every_minute(),
+            utc("2026-02-28T09:00:00Z"),
+            utc("2026-02-28T09:10:30Z"),
+            CatchUp::RunOnce,
+        );
+        assert_eq!(stamps(&plan.run), ["2026-02-28T09:10:00Z"]);
+        let missed = plan.missed.unwrap();
+        assert_eq!(
+            (missed.first, missed.last, missed.count),
+            (utc("2026-02-28T09:01:00Z"), utc("2026-02-28T09:09:00Z"), 9)
+        );
+        // A single missed tick just runs.
+        let plan = super::plan(
+            &every_minute(),
+            utc("2026-02-28T09:00:00Z"),
+            utc("2026-02-28T09:01:30Z"),
+            CatchUp::RunOnce,
+        );
+        assert_eq!(stamps(&plan.run), ["2026-02-28T09:01:00Z"]);
+        assert_eq!(plan.missed, None);
+        assert_eq!(
+            MissedTicks {
+                first: utc("2026-02-28T09:01:00Z"),
+                last: utc("2026-02-28T09:01:00Z"),
+                count: 1
+            }
+            .describe(),
+            "missed the tick due at 2026-02-28T09:01:00Z"
+        );
+    }
+
+    #[test]
+    fn run_all_runs_the_window_and_records_what_is_older() {
+        let plan = plan(
+            &every_minute(),
+            utc("2026-02-28T09:00:00Z"),
+            utc("2026-02-28T09:10:30Z"),
+            CatchUp::RunAll {
+                window: TimeDelta::minutes(3),
+            },
+        );
+        // The window reaches back to 09:07:30: 09:08, 09:09, 09:10 run.
+        assert_eq!(
+            stamps(&plan.run),
+            [
+                "2026-02-28T09:08:00Z",
+                "2026-02-28T09:09:00Z",
+                "2026-02-28T09:10:00Z"
+            ]
+        );
+        let missed = plan.missed.unwrap();
+        assert_eq!(
+            (missed.first, missed.last, missed.count),
+            (utc("2026-02-28T09:01:00Z"), utc("2026-02-28T09:07:00Z"), 7)
+        );
+        // A window covering the whole outage runs everything.
+        let plan = super::plan(
+            &every_minute(),
+            utc("2026-02-28T09:00:00Z"),
+            utc("2026-02-28T09:03:30Z"),
+            CatchUp::RunAll {
+                window: TimeDelta::hours(1),
+            },
+        );
+        assert_eq!(plan.run.len(), 3);
+        assert_eq!(plan.missed, None);
+    }
+
+    #[test]
+    fn run_all_is_bounded() {
+        let every_second = Schedule::parse("* * * * * *", None).unwrap();
+        let plan = plan(
+            &every_second,
+            utc("2026-02-28T00:00:00Z"),
+            utc("2026-03-03T00:00:00Z"),
+            CatchUp::RunAll {
+                window: TimeDelta::days(7),
+            },
+        );
+        assert_eq!(plan.run.len(), MAX_CATCHUP_RUNS + 5);
+        // The latest missed ticks run, then the on-time ones.
+        assert_eq!(plan.run[MAX_CATCHUP_RUNS - 1], utc("2026-03-02T23:59:55Z"));
+        assert_eq!(plan.run.last(), Some(&utc("2026-03-03T00:00:00Z")));
+        let missed = plan.missed.unwrap();
+        assert_eq!(missed.first, utc("2026-02-28T00:00:01Z"));
+        assert_eq!(missed.last, utc("2026-03-02T23:58:15Z"));
+        assert_eq!(missed.count, MAX_COUNTED_TICKS);
+        assert!(missed.describe().starts_with("missed at least 10000 ticks"));
+    }
+
+    #[test]
+    fn a_long_outage_of_a_sparse_schedule_finds_the_latest_tick() {
+        let yearly = Schedule::parse("0 0 1 1 *", None).unwrap();
+        let plan = plan(
+            &yearly,
+            utc("2020-06-01T00:00:00Z"),
+            utc("2026-02-28T09:00:00Z"),
+            CatchUp::RunOnce,
+        );
+        assert_eq!(stamps(&plan.run), ["2026-01-01T00:00:00Z"]);
+        let missed = plan.missed.unwrap();
+        assert_eq!(missed.count, 5);
+        assert_eq!(missed.first, utc("2021-01-01T00:00:00Z"));
+        assert_eq!(missed.last, utc("2025-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn missed_ticks_follow_the_time_zone_rules() {
+        // Down across New York's spring-forward night: 02:30 ran as 03:00 EDT.
+        let schedule = Schedule::parse("30 2 * * *", Some("America/New_York")).unwrap();
+        let plan = plan(
+            &schedule,
+            utc("2026-03-07T12:00:00Z"),
+            utc("2026-03-08T12:00:00Z"),
+            CatchUp::RunOnce,
+        );
+        assert_eq!(stamps(&plan.run), ["2026-03-08T07:00:00Z"]);
+        assert_eq!(plan.missed, None);
+    }
+}

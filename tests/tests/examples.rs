@@ -1,7 +1,7 @@
 //! Each example workflow, built to a component, run through the host's runner.
 
 use automata::domain::workflow::{RunContext, TriggerInput};
-use automata::runner::{LoadError, Outcome, Runner, Workflow};
+use automata::runner::{Failure, FailureKind, LoadError, Outcome, Runner, RunnerConfig, Workflow};
 use automata_e2e::guest;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ fn input(trigger: &str, payload: Value) -> TriggerInput {
 
 #[tokio::test]
 async fn each_example_reports_its_trigger_nodes() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     for (name, display, triggers, steps) in [
         (
             "welcome-new-members",
@@ -59,7 +59,7 @@ async fn each_example_reports_its_trigger_nodes() {
 
 #[tokio::test]
 async fn welcome_greets_the_member_by_name() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let workflow = load(&runner, "welcome-new-members").await;
     let payload = json!({
         "thread": {"id": "thr_42", "name": "Design Reviews"},
@@ -86,7 +86,7 @@ async fn welcome_greets_the_member_by_name() {
 
 #[tokio::test]
 async fn daily_digest_covers_the_day_before_the_schedule() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let workflow = load(&runner, "daily-digest").await;
     let ctx = RunContext {
         run_as_user_id: Some("usr_abc123".into()),
@@ -120,7 +120,7 @@ async fn daily_digest_covers_the_day_before_the_schedule() {
 
 #[tokio::test]
 async fn ingestion_alert_is_critical_after_repeated_failures() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let workflow = load(&runner, "ingestion-failure-alert").await;
     let payload = json!({
         "source_id": "src_9",
@@ -155,7 +155,7 @@ async fn ingestion_alert_is_critical_after_repeated_failures() {
 
 #[tokio::test]
 async fn ingestion_alert_without_required_fields_fails_the_run() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let workflow = load(&runner, "ingestion-failure-alert").await;
     let report = runner
         .run(
@@ -167,13 +167,16 @@ async fn ingestion_alert_without_required_fields_fails_the_run() {
     assert!(report.output.lines.is_empty());
     assert_eq!(
         report.outcome,
-        Outcome::Failed("payload is missing required field `source_id`".into())
+        Outcome::Failed(Failure::new(
+            FailureKind::GuestError,
+            "payload is missing required field `source_id`"
+        ))
     );
 }
 
 #[tokio::test]
 async fn a_plain_wasi_command_is_refused_naming_the_missing_exports() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let error = runner.load(&plain_wasi_command()).await.unwrap_err();
     assert!(matches!(error, LoadError::WrongWorld(_)), "{error:?}");
     let message = error.to_string();
@@ -186,7 +189,7 @@ async fn a_plain_wasi_command_is_refused_naming_the_missing_exports() {
 
 #[tokio::test]
 async fn bytes_that_are_not_wasm_are_refused() {
-    let runner = Runner::new().unwrap();
+    let runner = Runner::new(RunnerConfig::default()).unwrap();
     let error = runner.load(b"#!/bin/sh\necho hi\n").await.unwrap_err();
     assert!(matches!(error, LoadError::NotAComponent(_)), "{error:?}");
     assert!(

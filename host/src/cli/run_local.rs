@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::domain::workflow::{RunContext, SCHEDULED_TRIGGER, TriggerInput};
-use crate::runner::{Outcome, RunReport, Runner};
+use crate::runner::{CANCELLED_MESSAGE, Outcome, Runner, RunnerConfig};
 
 /// Run a workflow component once and print its output and payload.
 ///
@@ -48,7 +48,7 @@ impl RunLocal {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let runner = Runner::new()?;
+        let runner = Runner::new(RunnerConfig::default())?;
         let (workflow, report) = runtime.block_on(async {
             let workflow = runner
                 .load(&bytes)
@@ -67,7 +67,7 @@ impl RunLocal {
         })?;
 
         match self.output {
-            Format::Json => println!("{:#}", result_json(&report)),
+            Format::Json => println!("{:#}", report.result_json()),
             Format::Text => {
                 let graph = workflow.graph();
                 println!("workflow: {} ({})", graph.name, workflow.digest());
@@ -81,13 +81,14 @@ impl RunLocal {
                 }
                 match &report.outcome {
                     Outcome::Completed(payload) => println!("payload:\n{payload:#}"),
-                    Outcome::Failed(error) => println!("error: {error}"),
+                    Outcome::Failed(failure) => println!("error: {failure}"),
+                    Outcome::Cancelled => println!("error: {CANCELLED_MESSAGE}"),
                 }
             }
         }
         Ok(match report.outcome {
             Outcome::Completed(_) => ExitCode::SUCCESS,
-            Outcome::Failed(_) => ExitCode::FAILURE,
+            Outcome::Failed(_) | Outcome::Cancelled => ExitCode::FAILURE,
         })
     }
 }
@@ -110,11 +111,4 @@ fn scheduled_at(input: &TriggerInput) -> Option<String> {
     (input.trigger == SCHEDULED_TRIGGER)
         .then(|| input.payload["scheduled_at"].as_str().map(str::to_owned))
         .flatten()
-}
-
-fn result_json(report: &RunReport) -> Value {
-    match &report.outcome {
-        Outcome::Completed(payload) => json!({"payload": payload, "output": report.output.lines}),
-        Outcome::Failed(error) => json!({"error": error, "output": report.output.lines}),
-    }
 }

@@ -1,23 +1,48 @@
-//! Runs workflow components. Knows nothing of HTTP or storage: it takes
-//! component bytes and a run's input, and gives back a result and its output.
+//! Runs workflow components in a sandbox. Knows nothing of HTTP or storage: it
+//! takes component bytes and a run's input, and gives back how the run ended,
+//! what it printed and what it consumed.
 //!
 //! One [`wasmtime::Engine`] and [`Linker`] serve every run; a component is
-//! compiled once into a [`Workflow`] (ready to instantiate), and every run gets
-//! a fresh [`Store`], dropped when the run ends.
+//! compiled once (or loaded from the compile cache) into a [`Workflow`], ready
+//! to instantiate, and every run gets a fresh [`wasmtime::Store`], dropped when
+//! the run ends. Each run is bounded by [`RunLimits`] (fuel, memory,
+//! wall-clock time, output), can be cancelled through a [`CancelToken`], and
+//! waits for one of `max_concurrent_runs` slots. The host never panics because
+//! of a guest: every ending is an [`Outcome`].
+//!
+//! Runs need a tokio runtime (with its timer); loads compile on tokio's
+//! blocking pool.
 
 mod bindings;
+mod cache;
+mod cancel;
+mod digest;
+mod engine;
+mod limits;
+mod outcome;
 pub mod output;
+mod sandbox;
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::domain::workflow::{RunContext, StepNode, TriggerInput, WorkflowGraph};
-use bindings::{Level, WorkflowPre, types};
+use bindings::{WorkflowPre, types};
+use cache::CompileCache;
+use engine::EpochTicker;
+use sandbox::RunState;
+
+pub use cancel::CancelToken;
+pub use digest::{ComponentDigest, ParseDigestError};
+pub use engine::{Allocator, RunnerConfig};
+pub use limits::{LimitOverrides, LimitsError, RunLimits};
+pub use outcome::{
+    CANCELLED_MESSAGE, Failure, FailureKind, Outcome, RunAccounting, RunReport, TIMEOUT_MESSAGE,
+};
 pub use output::{CapturedOutput, OutputLimits, Transcript};
 
 /// Why a component was refused.
@@ -29,7 +54,15 @@ pub enum LoadError {
     /// A component, but not of the `automata:workflow/workflow` world.
     #[error("the component does not implement the automata:workflow/workflow world: {0}")]
     WrongWorld(String),
-    /// Its `graph` export failed.
+    /// It imports something the sandbox does not provide (a filesystem
+    /// preopen, HTTP, another world's interface, …).
+    #[error(
+        "the component imports what the host does not provide ({0}); workflows may import \
+         only WASI 0.2 (clocks, random, stdio, and the filesystem and sockets, which are \
+         empty and denied) and automata:workflow/log"
+    )]
+    UnsupportedImport(String),
+    /// Its `graph` export failed, or did not finish within its small budget.
     #[error("the component's `graph` export failed: {0}")]
     Graph(String),
 }
@@ -39,29 +72,13 @@ pub enum LoadError {
 #[error("cannot set up the WebAssembly engine: {0}")]
 pub struct SetupError(String);
 
-/// The sha256 digest of a component's bytes: its identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ComponentDigest([u8; 32]);
-
-impl ComponentDigest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        ComponentDigest(Sha256::digest(bytes).into())
-    }
-}
-
-impl fmt::Display for ComponentDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-/// A compiled, validated component, ready to instantiate for a run.
+/// A compiled, validated component, ready to instantiate for a run. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Workflow {
     digest: ComponentDigest,
     graph: WorkflowGraph,
+    from_cache: bool,
     pre: WorkflowPre<RunState>,
 }
 
@@ -75,6 +92,12 @@ impl Workflow {
     pub fn graph(&self) -> &WorkflowGraph {
         &self.graph
     }
+
+    /// Whether the compiled code came from the compile cache rather than a
+    /// fresh compilation.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
 }
 
 impl fmt::Debug for Workflow {
@@ -82,191 +105,271 @@ impl fmt::Debug for Workflow {
         f.debug_struct("Workflow")
             .field("digest", &self.digest)
             .field("graph", &self.graph)
+            .field("from_cache", &self.from_cache)
             .finish_non_exhaustive()
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The workflow returned this JSON payload.
-    Completed(Value),
-    /// The workflow returned an error, trapped, or could not be run.
-    Failed(String),
+/// Per-run options: limit overrides and a cancel token.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The automation's overrides of the host's default limits.
+    pub limits: LimitOverrides,
+    /// Cancels the run when cancelled (from any task or thread).
+    pub cancel: Option<CancelToken>,
 }
 
-/// Everything a run produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunReport {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// What it printed and logged.
-    pub output: CapturedOutput,
-}
-
-/// The state of one run's [`Store`].
-pub struct RunState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    transcript: Transcript,
-}
-
-impl WasiView for RunState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl bindings::automata::workflow::log::Host for RunState {
-    fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        self.transcript.record(format!("[{level}] {message}"));
-    }
-}
-
-impl bindings::automata::workflow::types::Host for RunState {}
-
-/// Compiles and runs workflow components.
+/// Compiles and runs workflow components. Share one per host (e.g. in an
+/// `Arc`); every method takes `&self`.
 pub struct Runner {
     engine: Engine,
     linker: Linker<RunState>,
-    output_limits: OutputLimits,
+    config: RunnerConfig,
+    allocator: engine::Allocator,
+    cache: Option<CompileCache>,
+    slots: Semaphore,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .field("allocator", &self.allocator)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runner {
-    /// A runner with its own engine.
-    pub fn new() -> Result<Self, SetupError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| SetupError(format!("{e:#}")))?;
+    /// A runner with its own engine, configured by `config`.
+    pub fn new(config: RunnerConfig) -> Result<Self, SetupError> {
+        let (engine, allocator) = engine::build_engine(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| {
                 bindings::Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             })
             .map_err(|e| SetupError(format!("{e:#}")))?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(CompileCache::open)
+            .transpose()?;
+        let ticker = EpochTicker::start(engine.weak(), config.epoch_tick)?;
         Ok(Runner {
+            slots: Semaphore::new(config.max_concurrent_runs.max(1)),
             engine,
             linker,
-            output_limits: OutputLimits::default(),
+            config,
+            allocator,
+            cache,
+            _ticker: ticker,
         })
     }
 
-    /// Compiles `bytes`, checks that they implement the workflow world and reads
-    /// the component's graph.
+    /// The configuration the runner was built with.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// The instance allocator in use (pooling may have fallen back).
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// The shared engine (for tools and benchmarks that compare against bare
+    /// wasmtime).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks an automation's limit overrides before they are stored.
+    pub fn validate_overrides(&self, overrides: &LimitOverrides) -> Result<(), LimitsError> {
+        overrides.validate(&self.config.ceilings)
+    }
+
+    /// The limits a run with `overrides` executes under.
+    pub fn limits_for(&self, overrides: &LimitOverrides) -> RunLimits {
+        overrides.resolve(&self.config.defaults, &self.config.ceilings)
+    }
+
+    /// Compiles `bytes` (or takes them from the compile cache), checks that they
+    /// implement the workflow world and reads the component's graph under a
+    /// small fuel and time budget.
     pub async fn load(&self, bytes: &[u8]) -> Result<Workflow, LoadError> {
         let digest = ComponentDigest::of(bytes);
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent(root_cause(&e)))?;
+        let (component, from_cache) = self.compile(digest, bytes).await?;
         check_exports(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld(root_cause(&e)))?;
+            .map_err(|e| LoadError::UnsupportedImport(root_cause(&e)))?;
         let pre =
             WorkflowPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(root_cause(&e)))?;
-
-        let mut store = self.store();
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| LoadError::Graph(root_cause(&e)))?;
-        let graph = instance
-            .call_graph(&mut store)
-            .await
-            .map_err(|e| LoadError::Graph(root_cause(&e)))?;
+        let graph = self.read_graph(&pre).await?;
+        if let (Some(cache), false) = (&self.cache, from_cache) {
+            let cache = cache.clone();
+            // Best-effort: a failed write is logged inside `put`.
+            let _ = tokio::task::spawn_blocking(move || cache.put(&digest, &component)).await;
+        }
         Ok(Workflow {
             digest,
-            graph: WorkflowGraph {
-                name: graph.name,
-                triggers: graph.triggers,
-                steps: graph
-                    .steps
-                    .into_iter()
-                    .map(|s| StepNode {
-                        name: s.name,
-                        description: s.description,
-                    })
-                    .collect(),
-            },
+            graph,
+            from_cache,
             pre,
         })
     }
 
-    /// Runs `workflow` once on `input` in a fresh store.
+    async fn compile(
+        &self,
+        digest: ComponentDigest,
+        bytes: &[u8],
+    ) -> Result<(Component, bool), LoadError> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let bytes = bytes.to_vec();
+        // Compiling takes milliseconds to seconds of CPU: keep it off the
+        // async workers.
+        tokio::task::spawn_blocking(move || {
+            if let Some(component) = cache.and_then(|cache| cache.get(&engine, &digest)) {
+                return Ok((component, true));
+            }
+            Component::new(&engine, &bytes)
+                .map(|component| (component, false))
+                .map_err(|e| LoadError::NotAComponent(root_cause(&e)))
+        })
+        .await
+        .map_err(|e| LoadError::NotAComponent(format!("compilation stopped: {e}")))?
+    }
+
+    async fn read_graph(&self, pre: &WorkflowPre<RunState>) -> Result<WorkflowGraph, LoadError> {
+        let limits = RunLimits::GRAPH.clamped_to(&self.config.ceilings);
+        let _slot = self.slot().await;
+        let execution = sandbox::execute(&self.engine, pre, &limits, None, async |wf, store| {
+            wf.call_graph(store).await
+        })
+        .await;
+        let graph = execution.result.map_err(|stop| {
+            let outcome = sandbox::classify(stop, &limits, execution.panic);
+            LoadError::Graph(match outcome.failure() {
+                Some(failure) if failure.kind == FailureKind::Timeout => {
+                    format!("it did not return within {} ms", limits.timeout.as_millis())
+                }
+                Some(failure) => failure.message.clone(),
+                None => CANCELLED_MESSAGE.to_owned(),
+            })
+        })?;
+        Ok(WorkflowGraph {
+            name: graph.name,
+            triggers: graph.triggers,
+            steps: graph
+                .steps
+                .into_iter()
+                .map(|s| StepNode {
+                    name: s.name,
+                    description: s.description,
+                })
+                .collect(),
+        })
+    }
+
+    /// Runs `workflow` once on `input` with the host's default limits.
     pub async fn run(
         &self,
         workflow: &Workflow,
         ctx: &RunContext,
         input: &TriggerInput,
     ) -> RunReport {
-        let mut store = self.store();
-        let outcome = call_run(&mut store, workflow, ctx, input).await;
+        self.run_with(workflow, ctx, input, &RunOptions::default())
+            .await
+    }
+
+    /// Runs `workflow` once on `input` in a fresh store, under the host's
+    /// limits with `options.limits` laid over them, until it returns, fails,
+    /// exceeds a limit or `options.cancel` is cancelled. Waits for a free slot
+    /// first (the wait is reported as `queue_time` and is not part of the
+    /// timeout).
+    pub async fn run_with(
+        &self,
+        workflow: &Workflow,
+        ctx: &RunContext,
+        input: &TriggerInput,
+        options: &RunOptions,
+    ) -> RunReport {
+        let limits = self.limits_for(&options.limits);
+        let cancel = options.cancel.as_ref();
+        let mut accounting = RunAccounting {
+            component_digest: workflow.digest,
+            fuel_consumed: 0,
+            peak_memory_bytes: 0,
+            wall_time: Duration::ZERO,
+            instantiate_time: Duration::ZERO,
+            queue_time: Duration::ZERO,
+            limits,
+        };
+        let queued = Instant::now();
+        let slot = tokio::select! {
+            biased;
+            () = sandbox::wait_for_cancel(cancel) => None,
+            slot = self.slot() => Some(slot),
+        };
+        accounting.queue_time = queued.elapsed();
+        let Some(_slot) = slot else {
+            return RunReport {
+                outcome: Outcome::Cancelled,
+                output: CapturedOutput::default(),
+                accounting,
+            };
+        };
+
+        let ctx = types::RunContext {
+            app_id: ctx.app_id.clone(),
+            automation_id: ctx.automation_id.clone(),
+            run_id: ctx.run_id.clone(),
+            run_as_user_id: ctx.run_as_user_id.clone(),
+            scheduled_at: ctx.scheduled_at.clone(),
+            attempt: ctx.attempt,
+        };
+        let input = types::TriggerInput {
+            trigger: input.trigger.clone(),
+            payload: input.payload.to_string(),
+        };
+        let execution = sandbox::execute(
+            &self.engine,
+            &workflow.pre,
+            &limits,
+            cancel,
+            async |wf, store| wf.call_run(store, &ctx, &input).await,
+        )
+        .await;
+        accounting.fuel_consumed = execution.fuel_consumed;
+        accounting.peak_memory_bytes = execution.peak_memory_bytes;
+        accounting.wall_time = execution.wall_time;
+        accounting.instantiate_time = execution.instantiate_time;
+        let outcome = match execution.result {
+            Ok(Ok(payload)) => match serde_json::from_str(&payload) {
+                Ok(payload) => Outcome::Completed(payload),
+                Err(e) => Outcome::Failed(Failure::new(
+                    FailureKind::InvalidPayload,
+                    format!("The workflow returned a payload that is not valid JSON: {e}"),
+                )),
+            },
+            Ok(Err(message)) => Outcome::Failed(Failure::new(FailureKind::GuestError, message)),
+            Err(stop) => sandbox::classify(stop, &limits, execution.panic),
+        };
         RunReport {
             outcome,
-            output: store.data().transcript.finish(),
+            output: execution.output,
+            accounting,
         }
     }
 
-    fn store(&self) -> Store<RunState> {
-        let transcript = Transcript::new(self.output_limits);
-        // No preopened directories, network, environment or arguments: a
-        // workflow sees only clocks, randomness and its captured stdio.
-        let wasi = WasiCtx::builder()
-            .stdout(transcript.stdout())
-            .stderr(transcript.stderr())
-            .build();
-        Store::new(
-            &self.engine,
-            RunState {
-                wasi,
-                table: ResourceTable::new(),
-                transcript,
-            },
-        )
-    }
-}
-
-async fn call_run(
-    store: &mut Store<RunState>,
-    workflow: &Workflow,
-    ctx: &RunContext,
-    input: &TriggerInput,
-) -> Outcome {
-    let instance = match workflow.pre.instantiate_async(&mut *store).await {
-        Ok(instance) => instance,
-        Err(e) => return Outcome::Failed(format!("could not instantiate: {}", root_cause(&e))),
-    };
-    let ctx = types::RunContext {
-        app_id: ctx.app_id.clone(),
-        automation_id: ctx.automation_id.clone(),
-        run_id: ctx.run_id.clone(),
-        run_as_user_id: ctx.run_as_user_id.clone(),
-        scheduled_at: ctx.scheduled_at.clone(),
-        attempt: ctx.attempt,
-    };
-    let input = types::TriggerInput {
-        trigger: input.trigger.clone(),
-        payload: input.payload.to_string(),
-    };
-    match instance.call_run(&mut *store, &ctx, &input).await {
-        Ok(Ok(payload)) => match serde_json::from_str(&payload) {
-            Ok(payload) => Outcome::Completed(payload),
-            Err(e) => Outcome::Failed(format!(
-                "the workflow returned a payload that is not JSON: {e}"
-            )),
-        },
-        Ok(Err(message)) => Outcome::Failed(message),
-        Err(e) => Outcome::Failed(root_cause(&e)),
+    /// One of the `max_concurrent_runs` execution slots (it also bounds the
+    /// pooling allocator's instance slots in use).
+    async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so acquiring only fails in theory;
+        // running without a slot then beats failing the run.
+        self.slots.acquire().await.ok()
     }
 }
 

@@ -50,6 +50,8 @@ struct State {
     truncated: bool,
     /// Bytes of an unfinished line per stream, kept until its newline arrives.
     partial: [Vec<u8>; 2],
+    /// Watches stderr for Rust's panic report, whatever the caps dropped.
+    panic: PanicScanner,
 }
 
 impl State {
@@ -72,7 +74,7 @@ impl State {
             let (head, tail) = bytes.split_at(newline);
             let mut line = std::mem::take(&mut self.partial[source as usize]);
             line.extend_from_slice(head);
-            self.push_line(render(source, &line));
+            self.end_line(source, &line);
             bytes = &tail[1..];
         }
         if self.truncated {
@@ -99,10 +101,100 @@ impl State {
         for source in [Source::Stdout, Source::Stderr] {
             let line = std::mem::take(&mut self.partial[source as usize]);
             if !line.is_empty() {
-                self.push_line(render(source, &line));
+                self.end_line(source, &line);
             }
         }
+        self.panic.finish();
     }
+
+    fn end_line(&mut self, source: Source, line: &[u8]) {
+        if source == Source::Stderr {
+            self.panic.observe(&String::from_utf8_lossy(line));
+        }
+        self.push_line(render(source, line));
+    }
+}
+
+/// A panic a Rust guest reported on stderr before aborting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPanic {
+    /// Where it panicked, e.g. `src/lib.rs:12:5`.
+    pub location: String,
+    /// The panic message.
+    pub message: String,
+}
+
+/// Longest panic message kept.
+const MAX_PANIC_MESSAGE: usize = 4 * 1024;
+
+/// Recognises std's panic report: `thread '<name>' panicked at <location>:`,
+/// the message lines, then (for the first panic) a `note: run with
+/// RUST_BACKTRACE…` line.
+#[derive(Debug, Default)]
+enum PanicScanner {
+    #[default]
+    Watching,
+    Reading(GuestPanic),
+    Found(GuestPanic),
+}
+
+impl PanicScanner {
+    fn observe(&mut self, line: &str) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        match self {
+            PanicScanner::Watching => {
+                if let Some(location) = panic_location(line) {
+                    *self = PanicScanner::Reading(GuestPanic {
+                        location: location.to_owned(),
+                        message: String::new(),
+                    });
+                }
+            }
+            PanicScanner::Reading(panic) => {
+                if line.starts_with("note: ") {
+                    self.finish();
+                } else if panic.message.len() < MAX_PANIC_MESSAGE {
+                    if !panic.message.is_empty() {
+                        panic.message.push('\n');
+                    }
+                    let room = MAX_PANIC_MESSAGE - panic.message.len();
+                    panic.message.push_str(truncate_at_char(line, room));
+                }
+            }
+            PanicScanner::Found(_) => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let PanicScanner::Reading(panic) = self {
+            *self = PanicScanner::Found(std::mem::replace(
+                panic,
+                GuestPanic {
+                    location: String::new(),
+                    message: String::new(),
+                },
+            ));
+        }
+    }
+}
+
+/// `src/lib.rs:3:5` from `thread '<name>' panicked at src/lib.rs:3:5:`, or
+/// from `thread '<name>' (<id>) panicked at …` as newer std writes it.
+fn panic_location(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("thread '")?;
+    let (_, rest) = rest.split_once(" panicked at ")?;
+    rest.strip_suffix(':')
+}
+
+fn truncate_at_char(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn render(source: Source, line: &[u8]) -> String {
@@ -131,6 +223,7 @@ impl Transcript {
                 bytes: 0,
                 truncated: false,
                 partial: [Vec::new(), Vec::new()],
+                panic: PanicScanner::default(),
             })),
         }
     }
@@ -169,6 +262,17 @@ impl Transcript {
         CapturedOutput {
             lines: std::mem::take(&mut state.lines),
             truncated: state.truncated,
+        }
+    }
+}
+
+impl Transcript {
+    /// The panic the guest reported on stderr, if any; complete once
+    /// [`finish`](Self::finish) has been called.
+    pub fn panic(&self) -> Option<GuestPanic> {
+        match &self.lock().panic {
+            PanicScanner::Found(panic) | PanicScanner::Reading(panic) => Some(panic.clone()),
+            PanicScanner::Watching => None,
         }
     }
 }
@@ -294,6 +398,52 @@ mod tests {
         let captured = transcript.finish();
         assert_eq!(captured.lines, ["xxxxxxxx"]);
         assert!(captured.truncated);
+    }
+
+    #[test]
+    fn recognises_a_panic_report_even_past_the_caps() {
+        let transcript = Transcript::new(limits(1, 1024));
+        let mut out = transcript.stdout();
+        let mut err = transcript.stderr();
+        out.write(Bytes::from_static(b"filler\nmore filler\n"))
+            .unwrap();
+        err.write(Bytes::from_static(
+            b"\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nthe list\nis empty\n",
+        ))
+        .unwrap();
+        err.write(Bytes::from_static(
+            b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        ))
+        .unwrap();
+        let captured = transcript.finish();
+        assert_eq!(captured.lines, ["filler"]);
+        assert_eq!(
+            transcript.panic(),
+            Some(GuestPanic {
+                location: "src/lib.rs:12:5".into(),
+                message: "the list\nis empty".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_panic_report_without_a_note_ends_with_the_transcript() {
+        let transcript = Transcript::new(OutputLimits::default());
+        transcript
+            .stderr()
+            .write(Bytes::from_static(
+                b"thread 'main' panicked at a.rs:1:1:\nboom",
+            ))
+            .unwrap();
+        assert!(transcript.stdout().write(Bytes::from_static(b"x")).is_ok());
+        transcript.finish();
+        assert_eq!(transcript.panic().unwrap().message, "boom");
+        let quiet = Transcript::new(OutputLimits::default());
+        quiet
+            .stderr()
+            .write(Bytes::from_static(b"panicked at nothing\n"))
+            .unwrap();
+        assert_eq!(quiet.panic(), None);
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! The shared wasmtime engine: its configuration, the instance allocator and
+//! the epoch ticker that drives timeouts and cancellation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::SetupError;
+use super::limits::RunLimits;
+
+/// How the host runs workflows. [`RunnerConfig::default`] is cheap (on-demand
+/// allocation, no cache directory) and suits tests; a server sets `pooling`
+/// and `cache_dir`.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Limits of a run whose automation overrides none.
+    pub defaults: RunLimits,
+    /// The most any override may ask for; overrides above are clamped at run
+    /// time and refused by [`Runner::validate_overrides`](super::Runner::validate_overrides).
+    pub ceilings: RunLimits,
+    /// Where compiled components are kept across restarts, one file per
+    /// component digest. `None` compiles every component on load.
+    pub cache_dir: Option<PathBuf>,
+    /// Preallocate instance slots for `max_concurrent_runs` runs (much cheaper
+    /// instantiation). When the address space cannot be reserved the runner
+    /// logs a warning and allocates on demand instead.
+    pub pooling: bool,
+    /// Runs executing at once; more wait for a slot. Defaults to the number of
+    /// cores.
+    pub max_concurrent_runs: usize,
+    /// Most bytes of native stack wasm may use; deeper recursion fails the run
+    /// with a stack overflow. Engine-wide (wasmtime sets it per engine).
+    pub max_wasm_stack: usize,
+    /// How often the epoch ticker checks timeouts and cancellation: the
+    /// precision of both.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            defaults: RunLimits::DEFAULT,
+            ceilings: RunLimits::DEFAULT_CEILINGS,
+            cache_dir: None,
+            pooling: false,
+            max_concurrent_runs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_wasm_stack: 512 << 10,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Which instance allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Preallocated instance slots.
+    Pooling,
+    /// Memory mapped per instance.
+    OnDemand,
+}
+
+/// Upper bounds of one workflow component, for sizing pool slots. A Rust
+/// workflow built for wasm32-wasip2 uses a few core instances, one memory and a
+/// handful of tables; these leave room for other toolchains.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+
+/// Builds the engine, with the pooling allocator when asked and possible.
+pub(super) fn build_engine(config: &RunnerConfig) -> Result<(Engine, Allocator), SetupError> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        // Host calls run on the fiber stack too: keep 1 MiB above wasm's share.
+        .async_stack_size(config.max_wasm_stack + (1 << 20));
+    if config.pooling {
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+        match Engine::new(&wasm) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(error) => tracing::warn!(
+                "cannot reserve the pooling allocator ({error:#}); allocating instances on demand"
+            ),
+        }
+        wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    }
+    let engine = Engine::new(&wasm).map_err(|e| SetupError(format!("{e:#}")))?;
+    Ok((engine, Allocator::OnDemand))
+}
+
+fn pool_config(config: &RunnerConfig) -> PoolingAllocationConfig {
+    let slots = u32::try_from(config.max_concurrent_runs.max(1)).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .max_memory_size(usize::try_from(config.ceilings.memory_bytes).unwrap_or(usize::MAX));
+    pool
+}
+
+/// One thread per engine advancing its epoch every tick, so that every running
+/// store checks its deadline and cancel token. Stops when dropped.
+pub(super) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(super) fn start(engine: EngineWeak, tick: Duration) -> Result<Self, SetupError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("automata-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                }
+            })
+            .map_err(|e| SetupError(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // The thread exits within one tick; nothing it does can fail.
+            let _ = thread.join();
+        }
+    }
+}

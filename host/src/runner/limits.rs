@@ -1,0 +1,299 @@
+//! What one run may consume: host-wide defaults, per-automation overrides and
+//! the ceilings overrides may not pass.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::output::OutputLimits;
+
+/// The limits a run executes under, every one resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// Instruction budget (wasmtime fuel units; roughly one per wasm
+    /// instruction). Running out fails the run with `Fuel limit exceeded (N units)`.
+    pub fuel: u64,
+    /// Most bytes of linear memory, summed over the component's memories.
+    pub memory_bytes: u64,
+    /// Wall-clock budget from the moment the run starts executing (time spent
+    /// waiting for a free slot does not count).
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    /// Most output lines kept.
+    pub output_lines: usize,
+    /// Most output bytes kept, over all lines.
+    pub output_bytes: usize,
+}
+
+impl RunLimits {
+    /// The output caps as the transcript takes them.
+    pub fn output(&self) -> OutputLimits {
+        OutputLimits {
+            max_lines: self.output_lines,
+            max_bytes: self.output_bytes,
+        }
+    }
+
+    /// The host-wide defaults: generous for a workflow that formats and sends a
+    /// few messages, small enough that a runaway one is stopped quickly.
+    pub const DEFAULT: RunLimits = RunLimits {
+        fuel: 5_000_000_000,
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(30),
+        output_lines: 1_000,
+        output_bytes: 1 << 20,
+    };
+
+    /// The ceilings per-automation overrides are held under by default.
+    pub const DEFAULT_CEILINGS: RunLimits = RunLimits {
+        fuel: 500_000_000_000,
+        memory_bytes: 1 << 30,
+        timeout: Duration::from_secs(15 * 60),
+        output_lines: 100_000,
+        output_bytes: 16 << 20,
+    };
+
+    /// The budget a component's `graph` export runs under when it is loaded: a
+    /// hostile `graph` must not hold up an upload.
+    pub const GRAPH: RunLimits = RunLimits {
+        fuel: 100_000_000,
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(2),
+        output_lines: 0,
+        output_bytes: 0,
+    };
+
+    /// Each limit lowered to `ceilings` where it is above.
+    pub fn clamped_to(self, ceilings: &RunLimits) -> RunLimits {
+        RunLimits {
+            fuel: self.fuel.min(ceilings.fuel),
+            memory_bytes: self.memory_bytes.min(ceilings.memory_bytes),
+            timeout: self.timeout.min(ceilings.timeout),
+            output_lines: self.output_lines.min(ceilings.output_lines),
+            output_bytes: self.output_bytes.min(ceilings.output_bytes),
+        }
+    }
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits::DEFAULT
+    }
+}
+
+/// Per-automation overrides of the host's default limits; a `None` field keeps
+/// the default. Stored by the control plane as JSON, e.g.
+/// `{"fuel": 1000000, "timeout_ms": 500}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Instruction budget (fuel units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Most bytes of linear memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock budget in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Most output lines kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_lines: Option<usize>,
+    /// Most output bytes kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<usize>,
+}
+
+/// An override the host will not honour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    /// Zero fuel, memory or time can run nothing.
+    #[error("`{field}` must be greater than zero")]
+    Zero {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// Above what the host allows any automation.
+    #[error("`{field}` is {value}, above the host's maximum of {maximum}")]
+    AboveCeiling {
+        /// The offending field.
+        field: &'static str,
+        /// The value asked for.
+        value: u64,
+        /// The host's ceiling.
+        maximum: u64,
+    },
+}
+
+impl LimitOverrides {
+    /// These overrides laid over `defaults`, each held under `ceilings`.
+    pub fn resolve(&self, defaults: &RunLimits, ceilings: &RunLimits) -> RunLimits {
+        RunLimits {
+            fuel: self.fuel.unwrap_or(defaults.fuel),
+            memory_bytes: self.memory_bytes.unwrap_or(defaults.memory_bytes),
+            timeout: self
+                .timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
+            output_lines: self.output_lines.unwrap_or(defaults.output_lines),
+            output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
+        }
+        .clamped_to(ceilings)
+    }
+
+    /// Checks the overrides against `ceilings`, so a bad one is refused when it
+    /// is stored rather than silently clamped when it runs.
+    pub fn validate(&self, ceilings: &RunLimits) -> Result<(), LimitsError> {
+        let checks: [(&'static str, Option<u64>, u64, bool); 5] = [
+            ("fuel", self.fuel, ceilings.fuel, true),
+            (
+                "memory_bytes",
+                self.memory_bytes,
+                ceilings.memory_bytes,
+                true,
+            ),
+            (
+                "timeout_ms",
+                self.timeout_ms,
+                duration_millis(ceilings.timeout),
+                true,
+            ),
+            (
+                "output_lines",
+                self.output_lines.map(as_u64),
+                as_u64(ceilings.output_lines),
+                false,
+            ),
+            (
+                "output_bytes",
+                self.output_bytes.map(as_u64),
+                as_u64(ceilings.output_bytes),
+                false,
+            ),
+        ];
+        for (field, value, maximum, must_be_positive) in checks {
+            match value {
+                Some(0) if must_be_positive => return Err(LimitsError::Zero { field }),
+                Some(value) if value > maximum => {
+                    return Err(LimitsError::AboveCeiling {
+                        field,
+                        value,
+                        maximum,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Serde for a [`Duration`] as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(super::duration_millis(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn overrides_replace_only_the_fields_they_set() {
+        let overrides = LimitOverrides {
+            fuel: Some(1_000),
+            timeout_ms: Some(250),
+            ..LimitOverrides::default()
+        };
+        let limits = overrides.resolve(&RunLimits::DEFAULT, &RunLimits::DEFAULT_CEILINGS);
+        assert_eq!(limits.fuel, 1_000);
+        assert_eq!(limits.timeout, Duration::from_millis(250));
+        assert_eq!(limits.memory_bytes, RunLimits::DEFAULT.memory_bytes);
+        assert_eq!(limits.output(), RunLimits::DEFAULT.output());
+    }
+
+    #[test]
+    fn resolved_limits_never_pass_the_ceilings() {
+        let overrides = LimitOverrides {
+            memory_bytes: Some(u64::MAX),
+            timeout_ms: Some(u64::MAX),
+            ..LimitOverrides::default()
+        };
+        let limits = overrides.resolve(&RunLimits::DEFAULT, &RunLimits::DEFAULT_CEILINGS);
+        assert_eq!(
+            limits.memory_bytes,
+            RunLimits::DEFAULT_CEILINGS.memory_bytes
+        );
+        assert_eq!(limits.timeout, RunLimits::DEFAULT_CEILINGS.timeout);
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let ceilings = RunLimits::DEFAULT_CEILINGS;
+        assert_eq!(LimitOverrides::default().validate(&ceilings), Ok(()));
+        let zero = LimitOverrides {
+            timeout_ms: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            zero.validate(&ceilings).unwrap_err().to_string(),
+            "`timeout_ms` must be greater than zero"
+        );
+        let huge = LimitOverrides {
+            memory_bytes: Some(1 << 40),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            huge.validate(&ceilings).unwrap_err().to_string(),
+            "`memory_bytes` is 1099511627776, above the host's maximum of 1073741824"
+        );
+        let no_output = LimitOverrides {
+            output_lines: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(no_output.validate(&ceilings), Ok(()));
+    }
+
+    #[test]
+    fn overrides_round_trip_as_sparse_json_and_refuse_unknown_fields() {
+        let overrides = LimitOverrides {
+            fuel: Some(42),
+            ..LimitOverrides::default()
+        };
+        let value = serde_json::to_value(overrides).unwrap();
+        assert_eq!(value, json!({"fuel": 42}));
+        assert_eq!(
+            serde_json::from_value::<LimitOverrides>(value).unwrap(),
+            overrides
+        );
+        assert!(serde_json::from_value::<LimitOverrides>(json!({"fuels": 1})).is_err());
+    }
+
+    #[test]
+    fn limits_serialize_the_timeout_in_milliseconds() {
+        let value = serde_json::to_value(RunLimits::DEFAULT).unwrap();
+        assert_eq!(value["timeout_ms"], 30_000);
+        assert_eq!(
+            serde_json::from_value::<RunLimits>(value).unwrap(),
+            RunLimits::DEFAULT
+        );
+    }
+}

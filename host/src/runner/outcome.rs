@@ -1,0 +1,258 @@
+//! How a run ended, in words an operator reads and kinds a retry policy
+//! matches on, and what it consumed.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::digest::ComponentDigest;
+use super::limits::RunLimits;
+use super::output::CapturedOutput;
+
+/// The error of a run that ran out of time; the spec's exact wording.
+pub const TIMEOUT_MESSAGE: &str = "Script execution timed out";
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The workflow returned this JSON payload.
+    Completed(Value),
+    /// The run failed; see [`Failure::kind`] for why.
+    Failed(Failure),
+    /// The run was cancelled through its [`CancelToken`](super::CancelToken).
+    Cancelled,
+}
+
+impl Outcome {
+    /// The failure, when the run failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Outcome::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+}
+
+/// Why a run failed, and the message shown to operators as `result.error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The class of failure, for retry policies and metrics.
+    pub kind: FailureKind,
+    /// Plain words, e.g. `Script execution timed out`.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind` saying `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether running again could end differently; see
+    /// [`FailureKind::is_retryable`].
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The classes of run failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The workflow returned `Err`; the message is the workflow's own.
+    GuestError,
+    /// The workflow panicked; the message quotes the panic.
+    Panic,
+    /// The workflow trapped (aborted, accessed memory out of bounds, …).
+    Trap,
+    /// The wall-clock budget ran out (`Script execution timed out`).
+    Timeout,
+    /// The fuel budget ran out (`Fuel limit exceeded (N units)`).
+    FuelExhausted,
+    /// The workflow tried to grow its memory past its limit.
+    MemoryLimit,
+    /// The workflow's calls nested deeper than the wasm stack allows.
+    StackOverflow,
+    /// The workflow returned a payload that is not JSON.
+    InvalidPayload,
+    /// The component could not be instantiated (for instance the host was out
+    /// of instance slots).
+    Instantiate,
+}
+
+impl FailureKind {
+    /// Whether running again could end differently. Timeouts, traps, panics and
+    /// instantiation failures may be transient; exhausting a fixed budget
+    /// (fuel, memory, stack) or returning a bad payload repeats identically. A
+    /// guest's own `Err` is not retryable here: retry policy decides that.
+    pub fn is_retryable(self) -> bool {
+        match self {
+            FailureKind::Timeout
+            | FailureKind::Trap
+            | FailureKind::Panic
+            | FailureKind::Instantiate => true,
+            FailureKind::GuestError
+            | FailureKind::FuelExhausted
+            | FailureKind::MemoryLimit
+            | FailureKind::StackOverflow
+            | FailureKind::InvalidPayload => false,
+        }
+    }
+}
+
+/// What a run consumed. Returned with every report, whatever the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAccounting {
+    /// The digest of the component that ran.
+    pub component_digest: ComponentDigest,
+    /// Fuel units the run burned.
+    pub fuel_consumed: u64,
+    /// The most linear memory the run held at once, in bytes.
+    pub peak_memory_bytes: u64,
+    /// From the start of execution (after any wait for a slot) to its end.
+    #[serde(rename = "wall_time_us", with = "micros")]
+    pub wall_time: Duration,
+    /// Of `wall_time`, the part spent instantiating the component.
+    #[serde(rename = "instantiate_time_us", with = "micros")]
+    pub instantiate_time: Duration,
+    /// Time spent waiting for a free execution slot before starting.
+    #[serde(rename = "queue_time_us", with = "micros")]
+    pub queue_time: Duration,
+    /// The limits the run executed under.
+    pub limits: RunLimits,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What it printed and logged.
+    pub output: CapturedOutput,
+    /// What it consumed.
+    pub accounting: RunAccounting,
+}
+
+impl RunReport {
+    /// The run's `result` object as the API shows it: `{"payload", "output"}` on
+    /// success, `{"error", "output"}` otherwise, plus `"output_truncated": true`
+    /// when output was capped.
+    pub fn result_json(&self) -> Value {
+        let mut result = match &self.outcome {
+            Outcome::Completed(payload) => json!({ "payload": payload }),
+            Outcome::Failed(failure) => json!({ "error": failure.message }),
+            Outcome::Cancelled => json!({ "error": CANCELLED_MESSAGE }),
+        };
+        result["output"] = json!(self.output.lines);
+        if self.output.truncated {
+            result["output_truncated"] = json!(true);
+        }
+        result
+    }
+}
+
+/// The error shown for a cancelled run.
+pub const CANCELLED_MESSAGE: &str = "Run cancelled";
+
+/// Serde for a [`Duration`] as whole microseconds.
+mod micros {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome, lines: &[&str], truncated: bool) -> RunReport {
+        RunReport {
+            outcome,
+            output: CapturedOutput {
+                lines: lines.iter().map(|l| (*l).to_owned()).collect(),
+                truncated,
+            },
+            accounting: RunAccounting {
+                component_digest: ComponentDigest::of(b"component"),
+                fuel_consumed: 10,
+                peak_memory_bytes: 65_536,
+                wall_time: Duration::from_micros(1_500),
+                instantiate_time: Duration::from_micros(40),
+                queue_time: Duration::ZERO,
+                limits: RunLimits::DEFAULT,
+            },
+        }
+    }
+
+    #[test]
+    fn result_json_follows_the_spec_shapes() {
+        let ok = report(Outcome::Completed(json!({"n": 1})), &["hi"], false);
+        assert_eq!(
+            ok.result_json(),
+            json!({"payload": {"n": 1}, "output": ["hi"]})
+        );
+        let timed_out = report(
+            Outcome::Failed(Failure::new(FailureKind::Timeout, TIMEOUT_MESSAGE)),
+            &["a"],
+            true,
+        );
+        assert_eq!(
+            timed_out.result_json(),
+            json!({"error": "Script execution timed out", "output": ["a"], "output_truncated": true})
+        );
+        let cancelled = report(Outcome::Cancelled, &[], false);
+        assert_eq!(
+            cancelled.result_json(),
+            json!({"error": "Run cancelled", "output": []})
+        );
+    }
+
+    #[test]
+    fn only_possibly_transient_failures_are_retryable() {
+        assert!(FailureKind::Timeout.is_retryable());
+        assert!(FailureKind::Trap.is_retryable());
+        assert!(!FailureKind::GuestError.is_retryable());
+        assert!(!FailureKind::FuelExhausted.is_retryable());
+        assert!(Failure::new(FailureKind::Panic, "boom").is_retryable());
+    }
+
+    #[test]
+    fn accounting_serializes_durations_in_microseconds() {
+        let value =
+            serde_json::to_value(&report(Outcome::Cancelled, &[], false).accounting).unwrap();
+        assert_eq!(value["wall_time_us"], 1_500);
+        assert_eq!(value["instantiate_time_us"], 40);
+        assert_eq!(value["limits"]["timeout_ms"], 30_000);
+        assert!(
+            value["component_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        let back: RunAccounting = serde_json::from_value(value).unwrap();
+        assert_eq!(back, report(Outcome::Cancelled, &[], false).accounting);
+        assert_eq!(
+            serde_json::to_value(FailureKind::FuelExhausted).unwrap(),
+            "fuel_exhausted"
+        );
+    }
+}

@@ -1,0 +1,595 @@
+//! The runner against hostile components: every run ends with a classified
+//! outcome, the host keeps working, and the same runner then runs a normal
+//! example correctly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use automata::domain::workflow::{RunContext, TriggerInput};
+use automata::runner::{
+    Allocator, CancelToken, FailureKind, LimitOverrides, LoadError, Outcome, RunOptions, RunReport,
+    Runner, RunnerConfig, Workflow,
+};
+use automata_e2e::guest;
+use serde_json::{Value, json};
+
+async fn load(runner: &Runner, name: &str) -> Workflow {
+    runner
+        .load(&guest(name))
+        .await
+        .unwrap_or_else(|e| panic!("{name} should load: {e}"))
+}
+
+fn context(run_id: &str) -> RunContext {
+    RunContext {
+        app_id: "app_test".into(),
+        automation_id: "aut_test".into(),
+        run_id: run_id.into(),
+        run_as_user_id: None,
+        scheduled_at: None,
+        attempt: 1,
+    }
+}
+
+fn hostile_input(case: &str) -> TriggerInput {
+    TriggerInput {
+        trigger: "thread.created".into(),
+        payload: json!({ "case": case }),
+    }
+}
+
+fn welcome_input(member: &str, thread: &str) -> TriggerInput {
+    TriggerInput {
+        trigger: "thread.member_joined".into(),
+        payload: json!({"member": {"name": member}, "thread": {"name": thread}}),
+    }
+}
+
+async fn run_case(
+    runner: &Runner,
+    workflow: &Workflow,
+    case: &str,
+    limits: LimitOverrides,
+) -> RunReport {
+    let options = RunOptions {
+        limits,
+        cancel: None,
+    };
+    runner
+        .run_with(
+            workflow,
+            &context("atr_hostile"),
+            &hostile_input(case),
+            &options,
+        )
+        .await
+}
+
+/// The failure kind and message of a report that must have failed.
+fn failure(report: &RunReport) -> (FailureKind, &str) {
+    match &report.outcome {
+        Outcome::Failed(failure) => (failure.kind, failure.message.as_str()),
+        other => panic!("expected a failed run, got {other:?} ({:?})", report.output),
+    }
+}
+
+/// After a hostile case the same runner still runs the welcome example right.
+async fn assert_runner_still_works(runner: &Runner) {
+    let welcome = load(runner, "welcome-new-members").await;
+    let report = runner
+        .run(
+            &welcome,
+            &context("atr_after"),
+            &welcome_input("Ada", "Ops"),
+        )
+        .await;
+    assert_eq!(report.output.lines, ["Welcome to Ops, Ada!"]);
+    assert!(
+        matches!(&report.outcome, Outcome::Completed(p) if p["message"] == "Welcome to Ops, Ada!"),
+        "{:?}",
+        report.outcome
+    );
+}
+
+fn runner() -> Runner {
+    Runner::new(RunnerConfig::default()).unwrap()
+}
+
+#[tokio::test]
+async fn an_endless_loop_runs_out_of_fuel() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        fuel: Some(2_000_000),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "loop", limits).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::FuelExhausted,
+            "Fuel limit exceeded (2000000 units)"
+        )
+    );
+    assert_eq!(report.accounting.fuel_consumed, 2_000_000);
+    assert!(!report.outcome.failure().unwrap().is_retryable());
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_with_ample_fuel_times_out() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        fuel: Some(u64::MAX / 4),
+        timeout_ms: Some(300),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "loop", limits).await;
+    assert_eq!(
+        failure(&report),
+        (FailureKind::Timeout, "Script execution timed out")
+    );
+    assert!(report.outcome.failure().unwrap().is_retryable());
+    assert!(report.accounting.wall_time >= Duration::from_millis(300));
+    assert!(report.accounting.fuel_consumed > 0);
+    assert_eq!(
+        report.result_json()["error"],
+        json!("Script execution timed out")
+    );
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_host_sleep_times_out() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        timeout_ms: Some(300),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "sleep", limits).await;
+    assert_eq!(
+        failure(&report),
+        (FailureKind::Timeout, "Script execution timed out")
+    );
+    assert_eq!(report.output.lines, ["going to sleep"]);
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        memory_bytes: Some(16 << 20),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "memory_bomb", limits).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::MemoryLimit, "{message}");
+    assert!(
+        message.starts_with("Memory limit exceeded: the workflow asked for ")
+            && message.ends_with("(limit 16777216 bytes)"),
+        "{message}"
+    );
+    let peak = report.accounting.peak_memory_bytes;
+    assert!(peak > 8 << 20 && peak <= 16 << 20, "peak {peak}");
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_overflows_the_stack() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "recurse", LimitOverrides::default()).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::StackOverflow,
+            "Stack overflow: the workflow's calls nested too deeply"
+        )
+    );
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn an_output_flood_is_capped_and_the_run_completes() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        output_lines: Some(50),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "flood", limits).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Completed(json!({"printed": 100_000}))
+    );
+    assert_eq!(report.output.lines.len(), 50);
+    assert_eq!(report.output.lines[49], "flood line 49");
+    assert!(report.output.truncated);
+    assert_eq!(report.result_json()["output_truncated"], json!(true));
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_panic_fails_the_run_with_its_message() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "panic", LimitOverrides::default()).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::Panic);
+    assert!(
+        message.starts_with("Workflow panicked at ")
+            && message.ends_with(": the member list is empty"),
+        "{message}"
+    );
+    assert_eq!(report.output.lines[0], "about to panic");
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_trap_fails_the_run_in_plain_words() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "trap", LimitOverrides::default()).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::Trap,
+            "Workflow trapped: it aborted (wasm `unreachable` executed)"
+        )
+    );
+    assert!(report.outcome.failure().unwrap().is_retryable());
+    assert_eq!(report.output.lines, ["about to trap"]);
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_payload_that_is_not_json_fails_the_run() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "invalid_json", LimitOverrides::default()).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::InvalidPayload);
+    assert!(
+        message.starts_with("The workflow returned a payload that is not valid JSON: "),
+        "{message}"
+    );
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn the_guests_own_error_is_its_own_kind() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "error", LimitOverrides::default()).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::GuestError,
+            "the workflow refused: no such member"
+        )
+    );
+    assert!(!report.outcome.failure().unwrap().is_retryable());
+}
+
+async fn cancel_after(runner: &Runner, workflow: &Workflow, case: &str) -> (RunReport, Duration) {
+    let token = CancelToken::new();
+    let canceller = token.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        canceller.cancel();
+    });
+    let options = RunOptions {
+        limits: LimitOverrides {
+            fuel: Some(u64::MAX / 4),
+            ..LimitOverrides::default()
+        },
+        cancel: Some(token),
+    };
+    let started = Instant::now();
+    let report = runner
+        .run_with(
+            workflow,
+            &context("atr_cancel"),
+            &hostile_input(case),
+            &options,
+        )
+        .await;
+    (report, started.elapsed())
+}
+
+#[tokio::test]
+async fn cancelling_interrupts_an_endless_loop() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let (report, took) = cancel_after(&runner, &hostile, "loop").await;
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert_eq!(report.result_json()["error"], json!("Run cancelled"));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn cancelling_interrupts_a_guest_blocked_in_a_host_call() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let (report, took) = cancel_after(&runner, &hostile, "sleep").await;
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert_eq!(report.output.lines, ["going to sleep"]);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_run_cancelled_before_it_starts_never_executes() {
+    let runner = runner();
+    let welcome = load(&runner, "welcome-new-members").await;
+    let token = CancelToken::new();
+    token.cancel();
+    let options = RunOptions {
+        cancel: Some(token),
+        ..RunOptions::default()
+    };
+    let report = runner
+        .run_with(
+            &welcome,
+            &context("atr_x"),
+            &welcome_input("Ada", "Ops"),
+            &options,
+        )
+        .await;
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert!(report.output.lines.is_empty());
+    assert_eq!(report.accounting.fuel_consumed, 0);
+}
+
+#[tokio::test]
+async fn every_report_carries_its_accounting() {
+    let runner = runner();
+    let welcome = load(&runner, "welcome-new-members").await;
+    let report = runner
+        .run(&welcome, &context("atr_acc"), &welcome_input("Ada", "Ops"))
+        .await;
+    let accounting = &report.accounting;
+    assert_eq!(accounting.component_digest, welcome.digest());
+    assert!(accounting.fuel_consumed > 0);
+    assert!(accounting.fuel_consumed < accounting.limits.fuel);
+    assert!(accounting.peak_memory_bytes >= 64 << 10);
+    assert!(accounting.wall_time >= accounting.instantiate_time);
+    assert!(accounting.instantiate_time > Duration::ZERO);
+    assert_eq!(accounting.limits, runner.config().defaults);
+    let json = serde_json::to_value(accounting).unwrap();
+    for field in [
+        "component_digest",
+        "fuel_consumed",
+        "peak_memory_bytes",
+        "wall_time_us",
+        "instantiate_time_us",
+        "queue_time_us",
+        "limits",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_shows_the_guest_nothing_of_the_host() {
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let report = run_case(&runner, &hostile, "probe", LimitOverrides::default()).await;
+    let Outcome::Completed(seen) = &report.outcome else {
+        panic!("{:?} {:?}", report.outcome, report.output);
+    };
+    assert_eq!(seen["env"], json!([]), "{seen}");
+    assert_eq!(seen["args"], json!([]), "{seen}");
+    for denied in ["read_file", "list_root"] {
+        assert!(seen[denied].get("Err").is_some(), "{denied}: {seen}");
+    }
+    assert!(seen["wall_clock_secs"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(seen["monotonic_ok"], json!(true));
+}
+
+#[tokio::test]
+async fn a_graph_export_that_never_returns_fails_the_load_quickly() {
+    let runner = runner();
+    let started = Instant::now();
+    let error = runner.load(&guest("hostile-graph")).await.unwrap_err();
+    assert!(matches!(error, LoadError::Graph(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "the component's `graph` export failed: Fuel limit exceeded (100000000 units)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn a_component_importing_what_the_host_lacks_is_refused() {
+    let runner = runner();
+    let component = wat::parse_str(
+        r#"(component
+            (import "acme:secrets/vault" (instance (export "get" (func))))
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (export "graph" (func $f))
+            (export "run" (func $f))
+        )"#,
+    )
+    .unwrap();
+    let error = runner.load(&component).await.unwrap_err();
+    assert!(
+        matches!(error, LoadError::UnsupportedImport(_)),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("acme:secrets/vault"), "{message}");
+    assert!(
+        message.contains("workflows may import only WASI 0.2"),
+        "{message}"
+    );
+}
+
+/// 100 runs of the three examples at once, each with its own input: every
+/// report holds exactly its own output and payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_runs_keep_their_outputs_apart() {
+    let runner = Arc::new(runner());
+    let welcome = load(&runner, "welcome-new-members").await;
+    let alert = load(&runner, "ingestion-failure-alert").await;
+    let digest = load(&runner, "daily-digest").await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let runner = runner.clone();
+        let (workflow, input) = match i % 3 {
+            0 => (
+                welcome.clone(),
+                welcome_input(&format!("member-{i}"), &format!("thread-{i}")),
+            ),
+            1 => (
+                alert.clone(),
+                TriggerInput {
+                    trigger: "context.ingestion.failed".into(),
+                    payload: json!({
+                        "source_id": format!("src_{i}"),
+                        "source_name": format!("Source {i}"),
+                        "error": "401",
+                        "consecutive_failures": 1,
+                    }),
+                },
+            ),
+            _ => (
+                digest.clone(),
+                TriggerInput {
+                    trigger: "workflow.scheduled".into(),
+                    payload: json!({"scheduled_at": format!("2026-02-{:02}T09:00:00Z", i % 28 + 1)}),
+                },
+            ),
+        };
+        tasks.push(tokio::spawn(async move {
+            let report = runner
+                .run(&workflow, &context(&format!("atr_{i}")), &input)
+                .await;
+            (i, report)
+        }));
+    }
+    for task in tasks {
+        let (i, report) = task.await.unwrap();
+        let Outcome::Completed(payload) = &report.outcome else {
+            panic!("run {i}: {:?}", report.outcome);
+        };
+        match i % 3 {
+            0 => {
+                let line = format!("Welcome to thread-{i}, member-{i}!");
+                assert_eq!(report.output.lines, [line.as_str()], "run {i}");
+                assert_eq!(payload["message"], json!(line), "run {i}");
+            }
+            1 => {
+                assert_eq!(payload["source_id"], json!(format!("src_{i}")), "run {i}");
+                assert!(
+                    report
+                        .output
+                        .lines
+                        .iter()
+                        .all(|l| l.contains(&format!("Source {i} "))),
+                    "run {i}: {:?}",
+                    report.output.lines
+                );
+            }
+            _ => {
+                let day = format!("2026-02-{:02}T09:00:00Z", i % 28 + 1);
+                assert_eq!(
+                    payload["period"]["to"],
+                    Value::String(day.clone()),
+                    "run {i}"
+                );
+                assert!(report.output.lines[0].ends_with(&day), "run {i}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pooled_runner_runs_examples_and_survives_hostile_cases() {
+    let runner = Runner::new(RunnerConfig {
+        pooling: true,
+        max_concurrent_runs: 2,
+        ..RunnerConfig::default()
+    })
+    .unwrap();
+    assert_eq!(runner.allocator(), Allocator::Pooling);
+    let hostile = load(&runner, "hostile").await;
+    for _ in 0..3 {
+        assert_runner_still_works(&runner).await;
+    }
+    let limits = LimitOverrides {
+        memory_bytes: Some(16 << 20),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "memory_bomb", limits).await;
+    assert_eq!(failure(&report).0, FailureKind::MemoryLimit);
+    let report = run_case(&runner, &hostile, "trap", LimitOverrides::default()).await;
+    assert_eq!(failure(&report).0, FailureKind::Trap);
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
+async fn the_compile_cache_survives_restarts_and_never_trusts_a_bad_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached_runner = || {
+        Runner::new(RunnerConfig {
+            cache_dir: Some(dir.path().join("compiled")),
+            ..RunnerConfig::default()
+        })
+        .unwrap()
+    };
+    let bytes = guest("welcome-new-members");
+
+    let first = cached_runner();
+    assert!(!first.load(&bytes).await.unwrap().from_cache());
+    let entries: Vec<_> = std::fs::read_dir(dir.path().join("compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = entries[0].clone();
+    assert!(
+        entry
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(".cwasm")
+    );
+
+    // A restart loads the compiled code instead of compiling again.
+    let restarted = cached_runner();
+    let workflow = restarted.load(&bytes).await.unwrap();
+    assert!(workflow.from_cache());
+    assert_runner_still_works(&restarted).await;
+    let report = restarted
+        .run(
+            &workflow,
+            &context("atr_cache"),
+            &welcome_input("Lin", "Ops"),
+        )
+        .await;
+    assert_eq!(report.output.lines, ["Welcome to Ops, Lin!"]);
+
+    // A corrupted entry is recompiled and replaced.
+    let mut corrupt = std::fs::read(&entry).unwrap();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    std::fs::write(&entry, &corrupt).unwrap();
+    let after_corruption = cached_runner();
+    assert!(!after_corruption.load(&bytes).await.unwrap().from_cache());
+    assert!(cached_runner().load(&bytes).await.unwrap().from_cache());
+
+    // A truncated entry too.
+    let whole = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &whole[..whole.len() / 3]).unwrap();
+    assert!(!cached_runner().load(&bytes).await.unwrap().from_cache());
+    assert!(cached_runner().load(&bytes).await.unwrap().from_cache());
+}

@@ -3,11 +3,20 @@
 //!
 //! # Layout
 //!
+//! - [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`cli`]: the `automata` command line, one file per command.
 //! - [`domain`]: the domain model and rules; no IO.
 //! - [`runner`]: compiles and runs workflow components in a sandbox; no HTTP,
 //!   no storage.
+//! - [`server`]: wires store, service and API together; `automata serve`.
+//! - [`service`]: validation and lifecycle rules over the store; what the
+//!   API and the execution plane call.
+//! - [`store`]: persistence behind the [`store::Store`] trait (sled).
 
+pub mod api;
 pub mod cli;
 pub mod domain;
 pub mod runner;
+pub mod server;
+pub mod service;
+pub mod store;

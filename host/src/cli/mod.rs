@@ -1,6 +1,7 @@
 //! The `automata` command line: one file per command.
 
 mod run_local;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -17,12 +18,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     RunLocal(run_local::RunLocal),
+    Serve(serve::Serve),
 }
 
 /// Runs the parsed command line; errors are printed here, once.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::RunLocal(cmd) => cmd.run(),
+        Command::Serve(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,11 @@
 //! Nothing in here does IO (no sockets, files, clocks or threads): callers pass
 //! the current time in, so every rule is unit-tested in isolation.
 
+pub mod automation;
 pub mod catchup;
+pub mod config;
+pub mod events;
+pub mod ids;
+pub mod run;
 pub mod schedule;
 pub mod workflow;

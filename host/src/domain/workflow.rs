@@ -7,7 +7,7 @@ use serde_json::Value;
 pub const SCHEDULED_TRIGGER: &str = "workflow.scheduled";
 
 /// The WorkflowGraph a component implements, read from its `graph` export.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowGraph {
     /// Display name.
     pub name: String,
@@ -25,7 +25,7 @@ impl WorkflowGraph {
 }
 
 /// One step of a workflow, for display.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepNode {
     /// Short name.
     pub name: String,

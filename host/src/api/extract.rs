@@ -1,0 +1,97 @@
+//! Extractors whose rejections are our JSON errors, with messages that name
+//! the offending field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::domain::ids::AppId;
+
+/// A JSON request body. The Content-Type is not checked (so `curl -d` works);
+/// unknown fields are refused by the target types.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid(
+                "the request body is empty: send a JSON object",
+            ));
+        }
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(deserializer)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    ApiError::invalid(format!("invalid JSON body: {}", e.inner()))
+                } else {
+                    ApiError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
+                }
+            })
+    }
+}
+
+/// The raw body, with the body limit turned into a 413.
+pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large("the request body is larger than this endpoint accepts")
+            } else {
+                ApiError::invalid(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
+}
+
+/// Query parameters; unknown ones are refused by the target types.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| QueryParams(value))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::invalid(format!("invalid query string: {detail}"))
+            })
+    }
+}
+
+/// Parses an app id from the path: 400 if malformed.
+pub fn app_id(raw: &str) -> Result<AppId, ApiError> {
+    raw.parse()
+        .map_err(|e: crate::domain::ids::IdError| ApiError::invalid(e.to_string()))
+}
+
+/// Path parameters.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParams(value))
+            .map_err(|rejection| {
+                ApiError::invalid(format!("invalid path: {}", rejection.body_text()))
+            })
+    }
+}

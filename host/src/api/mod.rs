@@ -1,0 +1,118 @@
+//! The HTTP API (axum): the spec's Automations REST endpoints plus configs,
+//! JSON errors, body limits and the OpenAPI document at `/openapi.json`.
+//!
+//! Handlers parse and shape; every rule lives in the [`Service`].
+
+pub mod automations;
+pub mod configs;
+pub mod error;
+pub mod extract;
+pub mod runs;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::service::Service;
+use error::ApiError;
+
+/// Largest JSON request body.
+pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Automata",
+        description = "Run WebAssembly workflows on cron schedules or platform events. \
+                       Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        automations::list,
+        automations::create,
+        automations::show,
+        automations::update,
+        automations::delete,
+        automations::activate,
+        automations::pause,
+        automations::reset,
+        automations::events,
+        runs::list,
+        runs::show,
+        configs::upload,
+        configs::list,
+        configs::show,
+        configs::delete,
+    ),
+    tags(
+        (name = "automations", description = "Automations and their lifecycle"),
+        (name = "runs", description = "Automation runs"),
+        (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The API's routes over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    let max_config_bytes = service.settings().max_config_bytes;
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route(
+            "/apps/{app_id}/automations",
+            get(automations::list).post(automations::create),
+        )
+        .route(
+            "/apps/{app_id}/automations/events",
+            get(automations::events),
+        )
+        .route(
+            "/apps/{app_id}/automations/{id}",
+            get(automations::show)
+                .patch(automations::update)
+                .delete(automations::delete),
+        )
+        .route(
+            "/apps/{app_id}/automations/{id}/activate",
+            post(automations::activate),
+        )
+        .route(
+            "/apps/{app_id}/automations/{id}/pause",
+            post(automations::pause),
+        )
+        .route(
+            "/apps/{app_id}/automations/{id}/reset",
+            post(automations::reset),
+        )
+        .route("/apps/{app_id}/automations/{id}/runs", get(runs::list))
+        .route("/apps/{app_id}/automations/runs/{run_id}", get(runs::show))
+        .route(
+            "/apps/{app_id}/configs",
+            get(configs::list).post(configs::upload.layer(DefaultBodyLimit::max(max_config_bytes))),
+        )
+        .route(
+            "/apps/{app_id}/configs/{id}",
+            get(configs::show).delete(configs::delete),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .with_state(service)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,986 @@
+//! Automations: what they are, how they are validated, and their lifecycle.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::Config;
+use super::events;
+use super::ids::{AppId, AutomationId, ConfigId};
+use super::schedule::Schedule;
+use super::workflow::SCHEDULED_TRIGGER;
+
+/// What fires an automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AutomationType {
+    /// A platform event (`trigger`).
+    Trigger,
+    /// A cron schedule (`schedule`).
+    Scheduled,
+}
+
+impl AutomationType {
+    /// The name used in the API (`trigger`, `scheduled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutomationType::Trigger => "trigger",
+            AutomationType::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// Where an automation is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AutomationStatus {
+    /// Exists but does not run (the default).
+    Draft,
+    /// Fires on matching events or its schedule.
+    Running,
+    /// Suspended: events are ignored, scheduled jobs cancelled.
+    Paused,
+}
+
+impl AutomationStatus {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutomationStatus::Draft => "draft",
+            AutomationStatus::Running => "running",
+            AutomationStatus::Paused => "paused",
+        }
+    }
+
+    /// The status after `action`, per the spec's state diagram.
+    pub fn after(self, action: LifecycleAction) -> Result<Self, TransitionError> {
+        use AutomationStatus::{Draft, Paused, Running};
+        use LifecycleAction::{Activate, Pause, Reset};
+        match (self, action) {
+            (Draft | Paused, Activate) => Ok(Running),
+            (Running, Pause) => Ok(Paused),
+            (Paused, Reset) => Ok(Draft),
+            _ => Err(TransitionError { action, from: self }),
+        }
+    }
+}
+
+impl fmt::Display for AutomationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleAction {
+    /// draft → running, paused → running.
+    Activate,
+    /// running → paused.
+    Pause,
+    /// paused → draft.
+    Reset,
+}
+
+impl LifecycleAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            LifecycleAction::Activate => "activate",
+            LifecycleAction::Pause => "pause",
+            LifecycleAction::Reset => "reset",
+        }
+    }
+
+    fn allowed_from(self) -> &'static str {
+        match self {
+            LifecycleAction::Activate => "draft or paused",
+            LifecycleAction::Pause => "running",
+            LifecycleAction::Reset => "paused",
+        }
+    }
+}
+
+/// A lifecycle action the state diagram does not allow from the current status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot {} an automation whose status is {from} ({} is only allowed from {})",
+    action.as_str(), action.as_str(), action.allowed_from()
+)]
+pub struct TransitionError {
+    /// What was attempted.
+    pub action: LifecycleAction,
+    /// The status it was attempted from.
+    pub from: AutomationStatus,
+}
+
+/// What happens to cron ticks that passed while the host was down or the
+/// automation paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchupPolicy {
+    /// Record one `cancelled` run with reason `missed`; run nothing.
+    #[default]
+    Skip,
+    /// Run the latest missed tick.
+    RunOnce,
+    /// Run every missed tick within `catchup_window_seconds`.
+    RunAll,
+}
+
+/// What happens to a tick while a run of the same automation is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Run concurrently.
+    #[default]
+    Allow,
+    /// Record the tick as a `cancelled` run with reason `overlap`.
+    Skip,
+    /// Queue it behind the running one.
+    Queue,
+}
+
+/// How failed runs are retried; each attempt is its own run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (1 = no retries). 1–10.
+    pub max_attempts: u32,
+    /// Delay before the first retry, doubled for each further one (ms).
+    pub backoff_base_ms: u64,
+    /// Upper bound on the delay (ms).
+    pub backoff_max_ms: u64,
+    /// Whether a workflow's own `Err` is retried (timeouts and traps always are).
+    pub retry_guest_errors: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+            retry_guest_errors: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Most attempts a policy may ask for.
+    pub const MAX_ATTEMPTS: u32 = 10;
+
+    /// The delay before attempt `next_attempt` (2 for the first retry):
+    /// exponential backoff, capped, with "equal jitter" — half fixed, half
+    /// scaled by `unit_random` in `[0, 1)` — so retries of many runs spread out.
+    pub fn delay_before(&self, next_attempt: u32, unit_random: f64) -> Duration {
+        let exponent = next_attempt.saturating_sub(2).min(40);
+        let full = self
+            .backoff_base_ms
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max_ms);
+        let half = full / 2;
+        let jitter = (half as f64 * unit_random.clamp(0.0, 1.0)) as u64;
+        Duration::from_millis(full - half + jitter)
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if !(1..=Self::MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(invalid(
+                "retry.max_attempts",
+                format!("must be between 1 and {}", Self::MAX_ATTEMPTS),
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.backoff_base_ms) {
+            return Err(invalid(
+                "retry.backoff_base_ms",
+                "must be between 1 and 3600000 (one hour)",
+            ));
+        }
+        if self.backoff_max_ms < self.backoff_base_ms || self.backoff_max_ms > 86_400_000 {
+            return Err(invalid(
+                "retry.backoff_max_ms",
+                "must be at least retry.backoff_base_ms and at most 86400000 (one day)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per-automation overrides of the host's sandbox limits; unset fields use the
+/// host's defaults. The host may clamp them to its own maxima.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxLimits {
+    /// Fuel (roughly, WebAssembly instructions) a run may consume.
+    pub fuel: Option<u64>,
+    /// Linear memory a run may grow to, in bytes (at most 4 GiB).
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock time a run may take, in milliseconds (at most one hour).
+    pub timeout_ms: Option<u64>,
+}
+
+impl SandboxLimits {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let checks: [(&str, Option<u64>, u64); 3] = [
+            ("limits.fuel", self.fuel, u64::MAX),
+            ("limits.memory_bytes", self.memory_bytes, 4 << 30),
+            ("limits.timeout_ms", self.timeout_ms, 3_600_000),
+        ];
+        for (field, value, max) in checks {
+            if let Some(value) = value
+                && (value == 0 || value > max)
+            {
+                return Err(invalid(field, format!("must be between 1 and {max}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field that failed validation: a 400 naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{field}`: {message}")]
+pub struct ValidationError {
+    /// The JSON field (dotted for nested ones).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Default and bounds of `catchup_window_seconds`.
+pub const DEFAULT_CATCHUP_WINDOW_SECONDS: u64 = 86_400;
+const MAX_CATCHUP_WINDOW_SECONDS: u64 = 7 * 86_400;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// An automation as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Automation {
+    /// `aut_…`.
+    pub id: AutomationId,
+    /// The app it belongs to.
+    pub app_id: AppId,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// `trigger` or `scheduled`.
+    #[serde(rename = "type")]
+    pub kind: AutomationType,
+    /// `draft`, `running` or `paused`.
+    pub status: AutomationStatus,
+    /// The event name (trigger automations).
+    #[schema(example = "thread.member_joined")]
+    pub trigger: Option<String>,
+    /// The cron expression (scheduled automations): 5 fields, or 6 with seconds first.
+    #[schema(example = "0 9 * * 1-5")]
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in.
+    #[schema(example = "UTC")]
+    pub timezone: String,
+    /// The WorkflowGraph config it runs.
+    pub config_id: Option<ConfigId>,
+    /// The user the workflow executes as.
+    pub run_as_user_id: Option<String>,
+    /// A slug unique within the app; `GET …/automations/:id` accepts it in place of the id.
+    pub lookup_key: Option<String>,
+    /// Arbitrary JSON object.
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// Missed-tick policy (scheduled automations).
+    pub catchup: CatchupPolicy,
+    /// How far back `run_all` catches up.
+    pub catchup_window_seconds: u64,
+    /// Policy for a tick while a run is still running.
+    pub overlap: OverlapPolicy,
+    /// Most runs of this automation executing at once (unset: unlimited).
+    pub max_concurrency: Option<u32>,
+    /// Retry policy for failed runs.
+    pub retry: RetryPolicy,
+    /// Sandbox limit overrides.
+    pub limits: SandboxLimits,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (fields or status).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The body of `POST /apps/:app_id/automations`.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAutomation {
+    /// Display name (required).
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `trigger` or `scheduled` (required).
+    #[serde(rename = "type")]
+    pub kind: AutomationType,
+    /// Event name; required for trigger automations.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Cron expression; required for scheduled automations.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// IANA time zone (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub config_id: Option<ConfigId>,
+    #[serde(default)]
+    pub run_as_user_id: Option<String>,
+    #[serde(default)]
+    pub lookup_key: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub catchup: Option<CatchupPolicy>,
+    #[serde(default)]
+    pub catchup_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub overlap: Option<OverlapPolicy>,
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default)]
+    pub limits: Option<SandboxLimits>,
+}
+
+/// The body of `PATCH /apps/:app_id/automations/:id`: absent fields stay as
+/// they are; `null` clears an optional field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<AutomationType>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub trigger: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub schedule: Option<Option<String>>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub config_id: Option<Option<ConfigId>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub run_as_user_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub lookup_key: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<Map<String, Value>>>,
+    #[serde(default)]
+    pub catchup: Option<CatchupPolicy>,
+    #[serde(default)]
+    pub catchup_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub overlap: Option<OverlapPolicy>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub max_concurrency: Option<Option<u32>>,
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default)]
+    pub limits: Option<SandboxLimits>,
+    /// Refused with a pointer to the lifecycle endpoints.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub status: Option<Value>,
+}
+
+/// Distinguishes `"field": null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl Automation {
+    /// A new draft automation from a create request.
+    pub fn create(
+        id: AutomationId,
+        app_id: AppId,
+        new: NewAutomation,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
+        let automation = Automation {
+            id,
+            app_id,
+            name: new.name,
+            description: new.description,
+            kind: new.kind,
+            status: AutomationStatus::Draft,
+            trigger: new.trigger,
+            schedule: new.schedule,
+            timezone: new.timezone.unwrap_or_else(|| "UTC".to_owned()),
+            config_id: new.config_id,
+            run_as_user_id: new.run_as_user_id,
+            lookup_key: new.lookup_key,
+            metadata: new.metadata.unwrap_or_default(),
+            catchup: new.catchup.unwrap_or_default(),
+            catchup_window_seconds: new
+                .catchup_window_seconds
+                .unwrap_or(DEFAULT_CATCHUP_WINDOW_SECONDS),
+            overlap: new.overlap.unwrap_or_default(),
+            max_concurrency: new.max_concurrency,
+            retry: new.retry.unwrap_or_default(),
+            limits: new.limits.unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+        };
+        automation.validate()?;
+        Ok(automation)
+    }
+
+    /// This automation with `patch` applied, validated; `self` is unchanged.
+    pub fn patched(
+        &self,
+        patch: AutomationPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
+        if patch.status.is_some() {
+            return Err(invalid(
+                "status",
+                "cannot be changed with PATCH; use POST …/activate, …/pause or …/reset",
+            ));
+        }
+        let mut next = self.clone();
+        let AutomationPatch {
+            name,
+            description,
+            kind,
+            trigger,
+            schedule,
+            timezone,
+            config_id,
+            run_as_user_id,
+            lookup_key,
+            metadata,
+            catchup,
+            catchup_window_seconds,
+            overlap,
+            max_concurrency,
+            retry,
+            limits,
+            status: _,
+        } = patch;
+        set(&mut next.name, name);
+        set(&mut next.description, description);
+        set(&mut next.kind, kind);
+        set(&mut next.trigger, trigger);
+        set(&mut next.schedule, schedule);
+        set(&mut next.timezone, timezone);
+        set(&mut next.config_id, config_id);
+        set(&mut next.run_as_user_id, run_as_user_id);
+        set(&mut next.lookup_key, lookup_key);
+        set(&mut next.metadata, metadata.map(Option::unwrap_or_default));
+        set(&mut next.catchup, catchup);
+        set(&mut next.catchup_window_seconds, catchup_window_seconds);
+        set(&mut next.overlap, overlap);
+        set(&mut next.max_concurrency, max_concurrency);
+        set(&mut next.retry, retry);
+        set(&mut next.limits, limits);
+        next.validate()?;
+        next.updated_at = now;
+        Ok(next)
+    }
+
+    /// Every field rule: required fields per type, catalogue events, cron
+    /// syntax, time zone, slugs, sizes and policy bounds.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        text("name", &self.name, 1, 200)?;
+        if let Some(description) = &self.description {
+            text("description", description, 0, 2_000)?;
+        }
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "timezone",
+                format!(
+                    "`{}` is not an IANA time zone such as `Europe/Berlin`",
+                    self.timezone
+                ),
+            ));
+        }
+        match self.kind {
+            AutomationType::Trigger => {
+                let Some(trigger) = &self.trigger else {
+                    return Err(invalid("trigger", "is required for trigger automations"));
+                };
+                if events::find(trigger).is_none() {
+                    return Err(invalid(
+                        "trigger",
+                        format!(
+                            "`{trigger}` is not a platform event (GET /apps/:app_id/automations/events lists them)"
+                        ),
+                    ));
+                }
+                if self.schedule.is_some() {
+                    return Err(invalid(
+                        "schedule",
+                        "is only for scheduled automations (set it to null)",
+                    ));
+                }
+            }
+            AutomationType::Scheduled => {
+                if self.trigger.is_some() {
+                    return Err(invalid(
+                        "trigger",
+                        "is only for trigger automations (set it to null)",
+                    ));
+                }
+                let Some(schedule) = &self.schedule else {
+                    return Err(invalid("schedule", "is required for scheduled automations"));
+                };
+                self.parse_schedule_of(schedule)?;
+            }
+        }
+        if let Some(user) = &self.run_as_user_id {
+            text("run_as_user_id", user, 1, 128)?;
+            if user.chars().any(char::is_whitespace) {
+                return Err(invalid("run_as_user_id", "must not contain whitespace"));
+            }
+        }
+        if let Some(key) = &self.lookup_key {
+            validate_lookup_key(key)?;
+        }
+        let metadata_size = serde_json::to_string(&self.metadata).map_or(0, |s| s.len());
+        if metadata_size > MAX_METADATA_BYTES {
+            return Err(invalid(
+                "metadata",
+                format!(
+                    "is {metadata_size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"
+                ),
+            ));
+        }
+        if !(1..=MAX_CATCHUP_WINDOW_SECONDS).contains(&self.catchup_window_seconds) {
+            return Err(invalid(
+                "catchup_window_seconds",
+                format!("must be between 1 and {MAX_CATCHUP_WINDOW_SECONDS} (seven days)"),
+            ));
+        }
+        if self.max_concurrency == Some(0) {
+            return Err(invalid(
+                "max_concurrency",
+                "must be at least 1 (omit it for unlimited)",
+            ));
+        }
+        self.retry.validate()?;
+        self.limits.validate()
+    }
+
+    fn parse_schedule_of(&self, expression: &str) -> Result<Schedule, ValidationError> {
+        Schedule::parse(expression, Some(&self.timezone))
+            .map_err(|e| invalid("schedule", e.to_string()))
+    }
+
+    /// The parsed schedule of a scheduled automation.
+    pub fn parsed_schedule(&self) -> Option<Schedule> {
+        let expression = self.schedule.as_deref()?;
+        (self.kind == AutomationType::Scheduled)
+            .then(|| self.parse_schedule_of(expression).ok())
+            .flatten()
+    }
+
+    /// The event whose trigger node the config must have: the `trigger`, or
+    /// `workflow.scheduled` for scheduled automations.
+    pub fn event(&self) -> &str {
+        match self.kind {
+            AutomationType::Trigger => self.trigger.as_deref().unwrap_or_default(),
+            AutomationType::Scheduled => SCHEDULED_TRIGGER,
+        }
+    }
+
+    /// When a running scheduled automation next fires after `now`.
+    pub fn next_run_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.status != AutomationStatus::Running {
+            return None;
+        }
+        self.parsed_schedule()?.next_after(now)
+    }
+
+    /// Whether `config` (the one `config_id` names, if found) lets this
+    /// automation run: it must exist and have a trigger node for [`Self::event`].
+    pub fn check_runnable(&self, config: Option<&Config>) -> Result<(), ActivationError> {
+        let Some(config_id) = &self.config_id else {
+            return Err(ActivationError::NoConfig);
+        };
+        let Some(config) = config else {
+            return Err(ActivationError::ConfigMissing(config_id.clone()));
+        };
+        if config.graph.handles(self.event()) {
+            Ok(())
+        } else {
+            Err(ActivationError::TriggerNotInGraph {
+                config_id: config_id.clone(),
+                event: self.event().to_owned(),
+                handled: config.graph.triggers.clone(),
+            })
+        }
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+    let length = value.chars().count();
+    if min > 0 && value.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if length > max {
+        return Err(invalid(
+            field,
+            format!("is {length} characters; at most {max} are allowed"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Lookup keys share the id position in URLs, so they must not look like an
+/// automation id or a fixed path segment.
+fn validate_lookup_key(key: &str) -> Result<(), ValidationError> {
+    let well_formed = (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !well_formed {
+        return Err(invalid(
+            "lookup_key",
+            "must be 1-64 characters of A-Z, a-z, 0-9, `_` and `-`",
+        ));
+    }
+    if key.starts_with(AutomationId::PREFIX) || key == "events" || key == "runs" {
+        return Err(invalid(
+            "lookup_key",
+            format!("`{key}` is reserved (it could be mistaken for an id or a path)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Why an automation cannot be activated: a 422 naming the missing piece.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActivationError {
+    /// No `config_id`.
+    #[error("the automation has no config_id; set one (PATCH) before activating")]
+    NoConfig,
+    /// `config_id` names no stored config.
+    #[error("config {0} does not exist in this app")]
+    ConfigMissing(ConfigId),
+    /// The config's graph has no trigger node for the automation's event.
+    #[error(
+        "config {config_id} has no trigger node for `{event}` (its trigger nodes: {})",
+        if handled.is_empty() { "none".to_owned() } else { handled.join(", ") }
+    )]
+    TriggerNotInGraph {
+        config_id: ConfigId,
+        event: String,
+        handled: Vec<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::IdSequence;
+    use crate::domain::workflow::WorkflowGraph;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn new_automation(value: Value) -> Result<Automation, ValidationError> {
+        let new: NewAutomation = serde_json::from_value(value).unwrap();
+        Automation::create(
+            AutomationId::from_value(IdSequence::default().next(1, 1)),
+            "default".parse().unwrap(),
+            new,
+            now(),
+        )
+    }
+
+    fn scheduled() -> Automation {
+        new_automation(json!({"name": "Digest", "type": "scheduled", "schedule": "0 9 * * *"}))
+            .unwrap()
+    }
+
+    fn config(triggers: &[&str]) -> Config {
+        Config {
+            id: ConfigId::from_value(7),
+            app_id: "default".parse().unwrap(),
+            name: "wf".into(),
+            digest: "sha256:00".into(),
+            size: 10,
+            graph: WorkflowGraph {
+                name: "wf".into(),
+                triggers: triggers.iter().map(|t| (*t).to_owned()).collect(),
+                steps: vec![],
+            },
+            created_at: now(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_follows_the_state_diagram() {
+        use AutomationStatus::*;
+        use LifecycleAction::*;
+        let table = [
+            (Draft, Activate, Some(Running)),
+            (Draft, Pause, None),
+            (Draft, Reset, None),
+            (Running, Activate, None),
+            (Running, Pause, Some(Paused)),
+            (Running, Reset, None),
+            (Paused, Activate, Some(Running)),
+            (Paused, Pause, None),
+            (Paused, Reset, Some(Draft)),
+        ];
+        for (from, action, to) in table {
+            assert_eq!(from.after(action).ok(), to, "{from} {action:?}");
+        }
+        let error = AutomationStatus::Draft.after(Pause).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot pause an automation whose status is draft (pause is only allowed from running)"
+        );
+    }
+
+    #[test]
+    fn create_fills_defaults() {
+        let automation = scheduled();
+        assert_eq!(automation.status, AutomationStatus::Draft);
+        assert_eq!(automation.timezone, "UTC");
+        assert_eq!(automation.catchup, CatchupPolicy::Skip);
+        assert_eq!(automation.overlap, OverlapPolicy::Allow);
+        assert_eq!(automation.retry, RetryPolicy::default());
+        assert_eq!(automation.limits, SandboxLimits::default());
+        assert_eq!(
+            automation.catchup_window_seconds,
+            DEFAULT_CATCHUP_WINDOW_SECONDS
+        );
+        assert_eq!(automation.created_at, now());
+    }
+
+    #[test]
+    fn type_specific_fields_are_required_and_exclusive() {
+        let cases = [
+            (json!({"name": "a", "type": "trigger"}), "trigger"),
+            (
+                json!({"name": "a", "type": "trigger", "trigger": "thread.exploded"}),
+                "trigger",
+            ),
+            (
+                json!({"name": "a", "type": "trigger", "trigger": "workflow.scheduled"}),
+                "trigger",
+            ),
+            (
+                json!({"name": "a", "type": "trigger", "trigger": "thread.created", "schedule": "* * * * *"}),
+                "schedule",
+            ),
+            (json!({"name": "a", "type": "scheduled"}), "schedule"),
+            (
+                json!({"name": "a", "type": "scheduled", "schedule": "not cron"}),
+                "schedule",
+            ),
+            (
+                json!({"name": "a", "type": "scheduled", "schedule": "0 9 * * *", "trigger": "thread.created"}),
+                "trigger",
+            ),
+            (
+                json!({"name": "a", "type": "scheduled", "schedule": "0 9 * * *", "timezone": "Mars/Olympus"}),
+                "timezone",
+            ),
+            (
+                json!({"name": " ", "type": "trigger", "trigger": "thread.created"}),
+                "name",
+            ),
+        ];
+        for (body, field) in cases {
+            let error = new_automation(body.clone()).unwrap_err();
+            assert_eq!(error.field, field, "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn policies_and_limits_are_bounded() {
+        let base = json!({"name": "a", "type": "trigger", "trigger": "thread.created"});
+        let with = |key: &str, value: Value| {
+            let mut body = base.clone();
+            body[key] = value;
+            new_automation(body)
+        };
+        assert_eq!(
+            with("max_concurrency", json!(0)).unwrap_err().field,
+            "max_concurrency"
+        );
+        assert_eq!(
+            with("retry", json!({"max_attempts": 11}))
+                .unwrap_err()
+                .field,
+            "retry.max_attempts"
+        );
+        assert_eq!(
+            with(
+                "retry",
+                json!({"backoff_base_ms": 5000, "backoff_max_ms": 10})
+            )
+            .unwrap_err()
+            .field,
+            "retry.backoff_max_ms"
+        );
+        assert_eq!(
+            with("limits", json!({"memory_bytes": 0}))
+                .unwrap_err()
+                .field,
+            "limits.memory_bytes"
+        );
+        assert_eq!(
+            with("catchup_window_seconds", json!(0)).unwrap_err().field,
+            "catchup_window_seconds"
+        );
+        let ok = with(
+            "retry",
+            json!({"max_attempts": 3, "retry_guest_errors": true}),
+        )
+        .unwrap();
+        assert_eq!(ok.retry.max_attempts, 3);
+        assert_eq!(
+            ok.retry.backoff_base_ms, 1_000,
+            "unset fields keep defaults"
+        );
+    }
+
+    #[test]
+    fn lookup_keys_must_not_shadow_ids_or_paths() {
+        let base = json!({"name": "a", "type": "trigger", "trigger": "thread.created"});
+        for bad in ["events", "runs", "aut_x", "has space", ""] {
+            let mut body = base.clone();
+            body["lookup_key"] = json!(bad);
+            assert_eq!(
+                new_automation(body).unwrap_err().field,
+                "lookup_key",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn patch_applies_present_fields_and_clears_nulls() {
+        let mut automation = new_automation(json!({
+            "name": "a", "type": "trigger", "trigger": "thread.created",
+            "description": "d", "lookup_key": "key",
+        }))
+        .unwrap();
+        automation.status = AutomationStatus::Running;
+        let patch: AutomationPatch =
+            serde_json::from_value(json!({"name": "b", "description": null})).unwrap();
+        let later = now() + chrono::Duration::seconds(5);
+        let next = automation.patched(patch, later).unwrap();
+        assert_eq!(next.name, "b");
+        assert_eq!(next.description, None);
+        assert_eq!(next.lookup_key.as_deref(), Some("key"));
+        assert_eq!(next.status, AutomationStatus::Running);
+        assert_eq!(next.updated_at, later);
+
+        let switch: AutomationPatch = serde_json::from_value(
+            json!({"type": "scheduled", "trigger": null, "schedule": "*/5 * * * *"}),
+        )
+        .unwrap();
+        assert_eq!(
+            automation.patched(switch, later).unwrap().kind,
+            AutomationType::Scheduled
+        );
+
+        let status: AutomationPatch = serde_json::from_value(json!({"status": "running"})).unwrap();
+        assert_eq!(
+            automation.patched(status, later).unwrap_err().field,
+            "status"
+        );
+    }
+
+    #[test]
+    fn runnable_needs_a_config_with_a_matching_trigger_node() {
+        let mut automation = scheduled();
+        assert_eq!(
+            automation.check_runnable(None),
+            Err(ActivationError::NoConfig)
+        );
+        automation.config_id = Some(ConfigId::from_value(7));
+        assert!(matches!(
+            automation.check_runnable(None),
+            Err(ActivationError::ConfigMissing(_))
+        ));
+        let error = automation
+            .check_runnable(Some(&config(&["thread.created"])))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("no trigger node for `workflow.scheduled`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("thread.created"), "{error}");
+        assert_eq!(
+            automation.check_runnable(Some(&config(&["workflow.scheduled"]))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn next_run_at_only_for_running_scheduled_automations() {
+        let mut automation = scheduled();
+        assert_eq!(automation.next_run_at(now()), None);
+        automation.status = AutomationStatus::Running;
+        assert_eq!(
+            automation.next_run_at(now()),
+            Some("2026-03-02T09:00:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn retry_delay_grows_exponentially_with_jitter_and_a_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 3_000,
+            retry_guest_errors: false,
+        };
+        assert_eq!(policy.delay_before(2, 0.0), Duration::from_millis(500));
+        assert_eq!(policy.delay_before(2, 1.0), Duration::from_millis(1_000));
+        assert_eq!(policy.delay_before(3, 1.0), Duration::from_millis(2_000));
+        assert_eq!(policy.delay_before(4, 1.0), Duration::from_millis(3_000));
+        assert_eq!(policy.delay_before(9, 0.5), Duration::from_millis(2_250));
+    }
+}

@@ -1,0 +1,433 @@
+//! Automation runs: one execution of an automation's workflow, its status
+//! history, result and accounting.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::automation::Automation;
+use super::ids::{AppId, AutomationId, ConfigId, RunId};
+use super::workflow::{SCHEDULED_TRIGGER, TriggerInput};
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Queued, awaiting execution.
+    Pending,
+    /// The workflow is executing.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Execution failed (see `result.error`).
+    Failed,
+    /// Cancelled (e.g. the automation was paused or deleted).
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// Whether a run may move from `self` to `to`: pending → running, and
+    /// pending or running → an end state; running → pending re-queues a run
+    /// the host was interrupted in. Ended runs never change.
+    pub fn can_become(self, to: RunStatus) -> bool {
+        use RunStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Running | Failed | Cancelled)
+                | (Running, Pending | Completed | Failed | Cancelled)
+        )
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a run status (pending, running, completed, failed, cancelled)"
+                )
+            })
+    }
+}
+
+/// A run's `result`: `{payload, output}` on success, `{error, output}` on failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum RunResult {
+    /// The workflow returned a payload.
+    Success {
+        /// The workflow's returned JSON.
+        #[schema(value_type = Object)]
+        payload: Value,
+        /// Printed and logged lines.
+        output: Vec<String>,
+        /// Present (true) when output was capped.
+        #[serde(default, skip_serializing_if = "is_false")]
+        output_truncated: bool,
+    },
+    /// The workflow failed, timed out or could not run.
+    Failure {
+        /// What went wrong, e.g. `Script execution timed out`.
+        error: String,
+        /// Printed and logged lines up to the failure.
+        output: Vec<String>,
+        /// Present (true) when output was capped.
+        #[serde(default, skip_serializing_if = "is_false")]
+        output_truncated: bool,
+    },
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+/// What a run cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accounting {
+    /// Fuel the workflow consumed.
+    pub fuel_consumed: Option<u64>,
+    /// Highest linear memory size reached, in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// Time from creation to start, in microseconds.
+    pub queued_us: Option<u64>,
+    /// Time the workflow executed (instantiation included), in microseconds.
+    pub execution_us: Option<u64>,
+}
+
+/// One entry of a run's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusChange {
+    /// The status entered.
+    pub status: RunStatus,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why, when there is more to say (e.g. `missed`, `overlap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why a status change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("run cannot go from {from} to {to}")]
+pub struct RunTransitionError {
+    pub from: RunStatus,
+    pub to: RunStatus,
+}
+
+/// An automation run (`atr_…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Run {
+    pub id: RunId,
+    pub automation_id: AutomationId,
+    pub app_id: AppId,
+    pub status: RunStatus,
+    /// The event name, or `workflow.scheduled`.
+    pub trigger: String,
+    /// The workflow's input: `{"trigger", "payload"}`.
+    #[schema(value_type = Object)]
+    pub input: TriggerInput,
+    /// Set when the run ends with a result.
+    pub result: Option<RunResult>,
+    /// Why the run is in its status, when not self-evident: `missed`,
+    /// `overlap`, `automation paused`, `host restarted during run`, ….
+    pub reason: Option<String>,
+    /// 1 for a first run, then 2, 3, … for retries.
+    pub attempt: u32,
+    /// The run this one retries.
+    pub retry_of: Option<RunId>,
+    /// The run this one re-runs (same input, started by an operator).
+    pub rerun_of: Option<RunId>,
+    /// For scheduled runs, the cron occurrence.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// The user the workflow executes as.
+    pub run_as_user_id: Option<String>,
+    /// The config executed.
+    pub config_id: Option<ConfigId>,
+    /// Digest of the component executed (`sha256:…`).
+    pub config_digest: Option<String>,
+    /// What the run cost.
+    pub accounting: Accounting,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Every status the run entered, oldest first.
+    pub history: Vec<StatusChange>,
+}
+
+impl Run {
+    /// A new pending run of `automation` on `input`, attempt 1.
+    pub fn pending(
+        id: RunId,
+        automation: &Automation,
+        input: TriggerInput,
+        now: DateTime<Utc>,
+    ) -> Run {
+        let scheduled_at = (input.trigger == SCHEDULED_TRIGGER)
+            .then(|| input.payload["scheduled_at"].as_str()?.parse().ok())
+            .flatten();
+        Run {
+            id,
+            automation_id: automation.id.clone(),
+            app_id: automation.app_id.clone(),
+            status: RunStatus::Pending,
+            trigger: input.trigger.clone(),
+            input,
+            result: None,
+            reason: None,
+            attempt: 1,
+            retry_of: None,
+            rerun_of: None,
+            scheduled_at,
+            run_as_user_id: automation.run_as_user_id.clone(),
+            config_id: automation.config_id.clone(),
+            config_digest: None,
+            accounting: Accounting::default(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            history: vec![StatusChange {
+                status: RunStatus::Pending,
+                at: now,
+                reason: None,
+            }],
+        }
+    }
+
+    /// Moves the run to `to` at `at`, recording it in the history; starting
+    /// sets `started_at` (and the queued time), ending sets `finished_at`.
+    pub fn transition(
+        &mut self,
+        to: RunStatus,
+        at: DateTime<Utc>,
+        reason: Option<String>,
+    ) -> Result<(), RunTransitionError> {
+        if !self.status.can_become(to) {
+            return Err(RunTransitionError {
+                from: self.status,
+                to,
+            });
+        }
+        match to {
+            RunStatus::Running => {
+                self.started_at = Some(at);
+                self.accounting.queued_us = micros_between(self.created_at, at);
+            }
+            RunStatus::Pending => self.started_at = None,
+            _ => self.finished_at = Some(at),
+        }
+        self.status = to;
+        if reason.is_some() {
+            self.reason.clone_from(&reason);
+        }
+        self.history.push(StatusChange {
+            status: to,
+            at,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Ends a running run with its result: `completed` for a payload,
+    /// `failed` for an error.
+    pub fn finish(
+        &mut self,
+        result: RunResult,
+        accounting: Accounting,
+        at: DateTime<Utc>,
+    ) -> Result<(), RunTransitionError> {
+        let to = match result {
+            RunResult::Success { .. } => RunStatus::Completed,
+            RunResult::Failure { .. } => RunStatus::Failed,
+        };
+        self.transition(to, at, None)?;
+        self.result = Some(result);
+        self.accounting = Accounting {
+            queued_us: self.accounting.queued_us,
+            ..accounting
+        };
+        Ok(())
+    }
+}
+
+fn micros_between(from: DateTime<Utc>, to: DateTime<Utc>) -> Option<u64> {
+    (to - from)
+        .num_microseconds()
+        .and_then(|us| u64::try_from(us).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::automation::NewAutomation;
+    use crate::domain::ids::IdSequence;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn automation() -> Automation {
+        let new: NewAutomation = serde_json::from_value(json!({
+            "name": "Digest", "type": "scheduled", "schedule": "0 9 * * *",
+            "run_as_user_id": "usr_1",
+        }))
+        .unwrap();
+        Automation::create(
+            AutomationId::from_value(1),
+            "default".parse().unwrap(),
+            new,
+            at("2026-01-01T00:00:00Z"),
+        )
+        .unwrap()
+    }
+
+    fn run() -> Run {
+        let input = TriggerInput {
+            trigger: SCHEDULED_TRIGGER.into(),
+            payload: json!({"scheduled_at": "2026-02-28T09:00:00Z"}),
+        };
+        let id = RunId::from_value(IdSequence::default().next(5, 5));
+        Run::pending(id, &automation(), input, at("2026-02-28T09:00:00Z"))
+    }
+
+    #[test]
+    fn a_pending_run_carries_the_automation_context() {
+        let run = run();
+        assert_eq!(run.status, RunStatus::Pending);
+        assert_eq!(run.scheduled_at, Some(at("2026-02-28T09:00:00Z")));
+        assert_eq!(run.run_as_user_id.as_deref(), Some("usr_1"));
+        assert_eq!(run.attempt, 1);
+        assert_eq!(run.history.len(), 1);
+    }
+
+    #[test]
+    fn transitions_record_history_and_times() {
+        let mut run = run();
+        run.transition(RunStatus::Running, at("2026-02-28T09:00:01Z"), None)
+            .unwrap();
+        assert_eq!(run.accounting.queued_us, Some(1_000_000));
+        run.finish(
+            RunResult::Success {
+                payload: json!({"ok": true}),
+                output: vec!["hi".into()],
+                output_truncated: false,
+            },
+            Accounting {
+                fuel_consumed: Some(42),
+                execution_us: Some(80),
+                ..Accounting::default()
+            },
+            at("2026-02-28T09:00:02Z"),
+        )
+        .unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.finished_at, Some(at("2026-02-28T09:00:02Z")));
+        assert_eq!(run.accounting.queued_us, Some(1_000_000));
+        assert_eq!(run.accounting.fuel_consumed, Some(42));
+        let statuses: Vec<_> = run.history.iter().map(|c| c.status).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Pending, RunStatus::Running, RunStatus::Completed]
+        );
+        let error = run
+            .transition(RunStatus::Cancelled, at("2026-02-28T09:00:03Z"), None)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "run cannot go from completed to cancelled"
+        );
+    }
+
+    #[test]
+    fn cancelling_keeps_the_reason() {
+        let mut run = run();
+        run.transition(
+            RunStatus::Cancelled,
+            at("2026-02-28T09:00:00Z"),
+            Some("missed".into()),
+        )
+        .unwrap();
+        assert_eq!(run.reason.as_deref(), Some("missed"));
+        assert_eq!(run.history[1].reason.as_deref(), Some("missed"));
+        assert!(run.status.is_terminal());
+    }
+
+    #[test]
+    fn results_serialize_as_the_spec_shows() {
+        let success = RunResult::Success {
+            payload: json!({"n": 1}),
+            output: vec!["line".into()],
+            output_truncated: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&success).unwrap(),
+            json!({"payload": {"n": 1}, "output": ["line"]})
+        );
+        let failure = RunResult::Failure {
+            error: "Script execution timed out".into(),
+            output: vec![],
+            output_truncated: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&failure).unwrap(),
+            json!({"error": "Script execution timed out", "output": [], "output_truncated": true})
+        );
+        let back: RunResult =
+            serde_json::from_value(json!({"error": "x", "output": ["a"]})).unwrap();
+        assert!(matches!(back, RunResult::Failure { .. }));
+    }
+
+    #[test]
+    fn statuses_parse_from_their_names() {
+        for status in RunStatus::ALL {
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
+        }
+        assert!(
+            "done"
+                .parse::<RunStatus>()
+                .unwrap_err()
+                .contains("not a run status")
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The service layer: validation, lifecycle and consistency rules over the
+//! store, for the HTTP API (and the execution plane) to call.
+//!
+//! Control-plane changes (configs and automations) are serialised by one async
+//! lock so their read-check-write sequences (lookup-key uniqueness, "config in
+//! use") cannot interleave; run writes do not take it. Store calls run on
+//! blocking threads, so a flush to disk never stalls the async runtime.
+//! Every automation change is broadcast ([`Service::subscribe`]) so a
+//! scheduler can wake up.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::domain::automation::{
+    ActivationError, Automation, AutomationPatch, AutomationStatus, AutomationType,
+    LifecycleAction, NewAutomation, ValidationError,
+};
+use crate::domain::config::{self, Config};
+use crate::domain::events::{self, EventType};
+use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
+use crate::domain::run::{Run, RunStatus};
+use crate::runner::{ComponentDigest, Runner};
+use crate::store::{Cancellation, Store, StoreError};
+
+/// Default largest component upload: 20 MiB.
+pub const DEFAULT_MAX_CONFIG_BYTES: usize = 20 * 1024 * 1024;
+/// Runs per page when `limit` is not given.
+pub const DEFAULT_RUNS_LIMIT: usize = 50;
+/// Largest `limit` for run pages.
+pub const MAX_RUNS_LIMIT: usize = 100;
+
+/// Why a service call failed; each kind maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// Malformed input (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Unknown id (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Over a size limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Well-formed but fails validation (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The host failed (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        let message = error.to_string();
+        match error {
+            StoreError::LookupKeyTaken { .. } | StoreError::Transition(_) => {
+                ServiceError::Conflict(message)
+            }
+            StoreError::AutomationNotFound(_) | StoreError::RunNotFound(_) => {
+                ServiceError::NotFound(message)
+            }
+            StoreError::Locked(_) | StoreError::Corrupt(_) | StoreError::Backend(_) => {
+                tracing::error!(%error, "store failure");
+                ServiceError::Internal(message)
+            }
+        }
+    }
+}
+
+impl From<ValidationError> for ServiceError {
+    fn from(error: ValidationError) -> Self {
+        ServiceError::InvalidRequest(error.to_string())
+    }
+}
+
+impl From<ActivationError> for ServiceError {
+    fn from(error: ActivationError) -> Self {
+        ServiceError::Unprocessable(error.to_string())
+    }
+}
+
+/// What changed about an automation, broadcast after it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutomationChange {
+    /// Created, updated, activated, paused or reset: its new state.
+    Saved(Arc<Automation>),
+    /// Deleted.
+    Deleted { app_id: AppId, id: AutomationId },
+}
+
+/// Service limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Largest component upload in bytes; larger ones are refused (413).
+    pub max_config_bytes: usize,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
+        }
+    }
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Page size (default 50, at most 100).
+    pub limit: Option<usize>,
+    /// Continue after this cursor (a page's `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// How a config upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub config: Config,
+    /// False when the same bytes were already stored under the same name in
+    /// this app: the existing config is returned and nothing is stored.
+    pub created: bool,
+}
+
+/// The control plane's operations.
+pub struct Service {
+    store: Arc<dyn Store>,
+    runner: Arc<Runner>,
+    settings: ServiceSettings,
+    ids: Mutex<IdSequence>,
+    control: tokio::sync::Mutex<()>,
+    changes: broadcast::Sender<AutomationChange>,
+}
+
+impl Service {
+    /// A service over `store`, validating uploads with `runner`.
+    pub fn new(store: Arc<dyn Store>, runner: Arc<Runner>, settings: ServiceSettings) -> Self {
+        Service {
+            store,
+            runner,
+            settings,
+            ids: Mutex::new(IdSequence::default()),
+            control: tokio::sync::Mutex::new(()),
+            changes: broadcast::channel(1024).0,
+        }
+    }
+
+    /// The store, for the execution plane's run writes.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The runner shared with the execution plane.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// The limits this service enforces.
+    pub fn settings(&self) -> ServiceSettings {
+        self.settings
+    }
+
+    /// Automation changes from now on. A receiver that lags gets
+    /// `RecvError::Lagged` and should reload from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<AutomationChange> {
+        self.changes.subscribe()
+    }
+
+    /// The current time (the one clock the control plane reads).
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn next_id_value(&self) -> u128 {
+        let now_ms = u64::try_from(self.now().timestamp_millis()).unwrap_or_default();
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ids.next(now_ms, rand::random())
+    }
+
+    /// A fresh run id, later than every id this service minted before.
+    pub fn new_run_id(&self) -> RunId {
+        RunId::from_value(self.next_id_value())
+    }
+
+    /// When a running scheduled automation next fires.
+    pub fn next_run_at(&self, automation: &Automation) -> Option<DateTime<Utc>> {
+        automation.next_run_at(self.now())
+    }
+
+    /// Runs `f` against the store on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("store task failed: {e}")))?
+            .map_err(ServiceError::from)
+    }
+
+    fn notify(&self, change: AutomationChange) {
+        // No subscribers is fine: nothing is waiting for changes.
+        let _ = self.changes.send(change);
+    }
+
+    // ---- events ----
+
+    /// The platform events trigger automations can use.
+    pub fn events(&self) -> &'static [EventType] {
+        events::CATALOGUE
+    }
+
+    // ---- configs ----
+
+    /// Validates and stores an uploaded component. `name` defaults to the
+    /// workflow's own name. The same bytes under the same name in the same app
+    /// return the existing config; bytes are stored once per digest in any case.
+    pub async fn upload_config(
+        &self,
+        app: &AppId,
+        name: Option<String>,
+        component: Bytes,
+    ) -> Result<Upload, ServiceError> {
+        if component.is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "the request body is empty: send the component's bytes with Content-Type: application/wasm"
+                    .into(),
+            ));
+        }
+        if component.len() > self.settings.max_config_bytes {
+            return Err(self.too_large(component.len()));
+        }
+        if let Some(name) = &name {
+            config::validate_name(name).map_err(ServiceError::InvalidRequest)?;
+        }
+        let digest = ComponentDigest::of(&component).to_string();
+        if let Some(config) = self.same_upload(app, &digest, name.as_deref()).await? {
+            return Ok(Upload {
+                config,
+                created: false,
+            });
+        }
+
+        // Compiling is CPU-bound: keep it off the async workers.
+        let runner = Arc::clone(&self.runner);
+        let bytes = component.clone();
+        let handle = tokio::runtime::Handle::current();
+        let workflow = tokio::task::spawn_blocking(move || handle.block_on(runner.load(&bytes)))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("component validation failed: {e}")))?
+            .map_err(|e| ServiceError::Unprocessable(one_line(&e.to_string())))?;
+        let graph = workflow.graph().clone();
+        let name = name.unwrap_or_else(|| graph.name.clone());
+        config::validate_name(&name).map_err(ServiceError::InvalidRequest)?;
+
+        let _guard = self.control.lock().await;
+        if let Some(config) = self.same_upload(app, &digest, Some(&name)).await? {
+            return Ok(Upload {
+                config,
+                created: false,
+            });
+        }
+        let config = Config {
+            id: ConfigId::from_value(self.next_id_value()),
+            app_id: app.clone(),
+            name,
+            digest,
+            size: component.len() as u64,
+            graph,
+            created_at: self.now(),
+        };
+        let stored = config.clone();
+        self.blocking(move |store| store.insert_config(&stored, &component))
+            .await?;
+        Ok(Upload {
+            config,
+            created: true,
+        })
+    }
+
+    /// The 413 for an upload of `size` bytes.
+    pub fn too_large(&self, size: usize) -> ServiceError {
+        ServiceError::PayloadTooLarge(format!(
+            "the component is {size} bytes; the limit is {} bytes",
+            self.settings.max_config_bytes
+        ))
+    }
+
+    async fn same_upload(
+        &self,
+        app: &AppId,
+        digest: &str,
+        name: Option<&str>,
+    ) -> Result<Option<Config>, ServiceError> {
+        let configs = self.configs(app).await?;
+        Ok(configs
+            .into_iter()
+            .find(|c| c.digest == digest && name.is_none_or(|n| n == c.name)))
+    }
+
+    /// An app's configs, oldest first.
+    pub async fn configs(&self, app: &AppId) -> Result<Vec<Config>, ServiceError> {
+        let app = app.clone();
+        self.blocking(move |store| store.configs(&app)).await
+    }
+
+    /// One config.
+    pub async fn config(&self, app: &AppId, id: &str) -> Result<Config, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("no config `{id}` in app `{app}`"));
+        let config_id: ConfigId = id.parse().map_err(|_| not_found())?;
+        let app_id = app.clone();
+        self.blocking(move |store| store.config(&app_id, &config_id))
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// The component bytes of a config.
+    pub async fn component(&self, config: &Config) -> Result<Vec<u8>, ServiceError> {
+        let digest = config.digest.clone();
+        self.blocking(move |store| store.component(&digest))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(format!("the component of config {} is missing", config.id))
+            })
+    }
+
+    /// Deletes a config unless a running automation uses it (409).
+    pub async fn delete_config(&self, app: &AppId, id: &str) -> Result<(), ServiceError> {
+        let config = self.config(app, id).await?;
+        let _guard = self.control.lock().await;
+        let users: Vec<String> = self
+            .automations(app, None)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.status == AutomationStatus::Running && a.config_id.as_ref() == Some(&config.id)
+            })
+            .map(|a| a.id.to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "config {} is used by running automation(s) {}; pause them or point them at another config first",
+                config.id,
+                users.join(", ")
+            )));
+        }
+        let (app, config_id) = (app.clone(), config.id);
+        self.blocking(move |store| store.delete_config(&app, &config_id))
+            .await?;
+        Ok(())
+    }
+
+    // ---- automations ----
+
+    /// Creates a draft automation.
+    pub async fn create_automation(
+        &self,
+        app: &AppId,
+        new: NewAutomation,
+    ) -> Result<Automation, ServiceError> {
+        let id = AutomationId::from_value(self.next_id_value());
+        let automation = Automation::create(id, app.clone(), new, self.now())?;
+        let _guard = self.control.lock().await;
+        self.config_of(&automation).await?;
+        let stored = automation.clone();
+        self.blocking(move |store| store.insert_automation(&stored))
+            .await?;
+        self.notify(AutomationChange::Saved(Arc::new(automation.clone())));
+        Ok(automation)
+    }
+
+    /// An app's automations, oldest first, optionally of one type.
+    pub async fn automations(
+        &self,
+        app: &AppId,
+        kind: Option<AutomationType>,
+    ) -> Result<Vec<Automation>, ServiceError> {
+        let app = app.clone();
+        let mut automations = self.blocking(move |store| store.automations(&app)).await?;
+        automations.retain(|a| kind.is_none_or(|k| a.kind == k));
+        Ok(automations)
+    }
+
+    /// One automation, by id or lookup key.
+    pub async fn automation(
+        &self,
+        app: &AppId,
+        id_or_key: &str,
+    ) -> Result<Automation, ServiceError> {
+        let app_id = app.clone();
+        let wanted = id_or_key.to_owned();
+        self.blocking(move |store| match wanted.parse::<AutomationId>() {
+            Ok(id) => store.automation(&app_id, &id),
+            Err(_) => store.automation_by_lookup_key(&app_id, &wanted),
+        })
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("no automation `{id_or_key}` in app `{app}`"))
+        })
+    }
+
+    /// Applies a patch. A running automation must stay runnable (422).
+    pub async fn update_automation(
+        &self,
+        app: &AppId,
+        id_or_key: &str,
+        patch: AutomationPatch,
+    ) -> Result<Automation, ServiceError> {
+        let _guard = self.control.lock().await;
+        let current = self.automation(app, id_or_key).await?;
+        let updated = current.patched(patch, self.now())?;
+        let config = self.config_of(&updated).await?;
+        if updated.status == AutomationStatus::Running {
+            updated.check_runnable(config.as_ref())?;
+        }
+        self.save(updated, None).await
+    }
+
+    /// Deletes an automation and cancels its pending runs.
+    pub async fn delete_automation(
+        &self,
+        app: &AppId,
+        id_or_key: &str,
+    ) -> Result<(), ServiceError> {
+        let _guard = self.control.lock().await;
+        let automation = self.automation(app, id_or_key).await?;
+        let cancel = Cancellation {
+            reason: "automation deleted".into(),
+            at: self.now(),
+        };
+        let (app_id, id) = (automation.app_id.clone(), automation.id.clone());
+        self.blocking(move |store| store.delete_automation(&app_id, &id, &cancel))
+            .await?;
+        self.notify(AutomationChange::Deleted {
+            app_id: automation.app_id,
+            id: automation.id,
+        });
+        Ok(())
+    }
+
+    /// Moves an automation through its lifecycle: 409 for a transition the
+    /// state diagram lacks, 422 when activation finds no runnable config.
+    /// Pausing cancels its pending runs.
+    pub async fn transition(
+        &self,
+        app: &AppId,
+        id_or_key: &str,
+        action: LifecycleAction,
+    ) -> Result<Automation, ServiceError> {
+        let _guard = self.control.lock().await;
+        let mut automation = self.automation(app, id_or_key).await?;
+        automation.status = automation
+            .status
+            .after(action)
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        if action == LifecycleAction::Activate {
+            let config = self.config_of(&automation).await?;
+            automation.check_runnable(config.as_ref())?;
+        }
+        automation.updated_at = self.now();
+        let cancel = (action == LifecycleAction::Pause).then(|| Cancellation {
+            reason: "automation paused".into(),
+            at: automation.updated_at,
+        });
+        self.save(automation, cancel).await
+    }
+
+    /// The config an automation names: `None` without `config_id`, 422 when it
+    /// names a config that does not exist.
+    async fn config_of(&self, automation: &Automation) -> Result<Option<Config>, ServiceError> {
+        let Some(config_id) = automation.config_id.clone() else {
+            return Ok(None);
+        };
+        let (app, wanted) = (automation.app_id.clone(), config_id.clone());
+        match self
+            .blocking(move |store| store.config(&app, &wanted))
+            .await?
+        {
+            Some(config) => Ok(Some(config)),
+            None => Err(ActivationError::ConfigMissing(config_id).into()),
+        }
+    }
+
+    async fn save(
+        &self,
+        automation: Automation,
+        cancel: Option<Cancellation>,
+    ) -> Result<Automation, ServiceError> {
+        let stored = automation.clone();
+        self.blocking(move |store| store.update_automation(&stored, cancel.as_ref()))
+            .await?;
+        self.notify(AutomationChange::Saved(Arc::new(automation.clone())));
+        Ok(automation)
+    }
+
+    // ---- runs ----
+
+    /// One run of the app.
+    pub async fn run(&self, app: &AppId, id: &str) -> Result<Run, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("no run `{id}` in app `{app}`"));
+        let run_id: RunId = id.parse().map_err(|_| not_found())?;
+        self.blocking(move |store| store.run(&run_id))
+            .await?
+            .filter(|run| run.app_id == *app)
+            .ok_or_else(not_found)
+    }
+
+    /// A page of an automation's runs, newest first.
+    pub async fn runs(
+        &self,
+        app: &AppId,
+        automation: &str,
+        query: RunQuery,
+    ) -> Result<RunPage, ServiceError> {
+        let limit = query.limit.unwrap_or(DEFAULT_RUNS_LIMIT);
+        if !(1..=MAX_RUNS_LIMIT).contains(&limit) {
+            return Err(ServiceError::InvalidRequest(format!(
+                "invalid `limit`: must be between 1 and {MAX_RUNS_LIMIT}"
+            )));
+        }
+        let cursor = query
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<RunId>().map_err(|_| {
+                    ServiceError::InvalidRequest(format!(
+                        "invalid `cursor`: `{c}` is not a cursor from a previous page"
+                    ))
+                })
+            })
+            .transpose()?;
+        let automation = self.automation(app, automation).await?;
+        let (app_id, id, status) = (app.clone(), automation.id, query.status);
+        let mut runs = self
+            .blocking(move |store| {
+                store.automation_runs(&app_id, &id, status, cursor.as_ref(), limit + 1)
+            })
+            .await?;
+        let next_cursor = (runs.len() > limit).then(|| {
+            runs.truncate(limit);
+            runs.last().map(|r| r.id.to_string())
+        });
+        Ok(RunPage {
+            runs,
+            next_cursor: next_cursor.flatten(),
+        })
+    }
+}
+
+/// Multi-line engine diagnostics as one line, for a JSON error message.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

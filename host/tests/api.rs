@@ -1,0 +1,1192 @@
+//! The control plane over HTTP: a real server on a loopback port, the example
+//! components uploaded, automations through their lifecycle, runs paged, and
+//! everything still there after a restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automata::domain::automation::Automation;
+use automata::domain::ids::AppId;
+use automata::domain::run::{Run, RunResult, RunStatus};
+use automata::domain::workflow::TriggerInput;
+use automata::server::{Server, ServerConfig};
+use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
+use automata::store::StoreOptions;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+fn guests_dir() -> PathBuf {
+    std::env::var_os("AUTOMATA_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"))
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    let path = guests_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; build the guests with scripts/build-guests",
+            path.display()
+        )
+    })
+}
+
+/// A server running in this process on 127.0.0.1:0.
+struct TestServer {
+    base: String,
+    client: reqwest::Client,
+    service: Arc<Service>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, DEFAULT_MAX_CONFIG_BYTES).await
+    }
+
+    async fn start_with(data_dir: &Path, max_config_bytes: usize) -> Self {
+        let config = ServerConfig {
+            data_dir: data_dir.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: StoreOptions::default(),
+            service: ServiceSettings { max_config_bytes },
+        };
+        let server = Server::bind(&config).await.expect("server starts");
+        let base = format!("http://{}", server.local_addr());
+        let service = Arc::clone(server.service());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestServer {
+            base,
+            client: reqwest::Client::new(),
+            service,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the server and waits until it has released the data directory.
+    async fn stop(self) {
+        drop(self.service);
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request is answered");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn action(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, path, None).await
+    }
+
+    async fn upload_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn upload(&self, name: &str) -> Value {
+        let (status, config) = self
+            .upload_raw("/apps/default/configs", "application/wasm", guest(name))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{config}");
+        config
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let (status, automation) = self.post("/apps/default/automations", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{automation}");
+        automation
+    }
+}
+
+/// Asserts an error response: status, code, and words in the message.
+fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str, words: &[&str]) {
+    let (actual, body) = response;
+    assert_eq!(*actual, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().expect("a message");
+    for word in words {
+        assert!(
+            message.contains(word),
+            "`{message}` should mention `{word}`"
+        );
+    }
+}
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_each_example_and_stores_the_same_bytes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    for (name, display, trigger) in [
+        (
+            "welcome-new-members",
+            "Welcome New Members",
+            "thread.member_joined",
+        ),
+        ("daily-digest", "Daily Digest", "workflow.scheduled"),
+        (
+            "ingestion-failure-alert",
+            "Ingestion Failure Alert",
+            "context.ingestion.failed",
+        ),
+    ] {
+        let config = server.upload(name).await;
+        assert!(id(&config).starts_with("cfg_"), "{config}");
+        assert_eq!(id(&config).len(), 30);
+        assert_eq!(config["name"], display, "the name defaults to the graph's");
+        assert_eq!(config["graph"]["triggers"], json!([trigger]));
+        assert!(!config["graph"]["steps"].as_array().unwrap().is_empty());
+        assert_eq!(config["size"], guest(name).len());
+        assert!(config["digest"].as_str().unwrap().starts_with("sha256:"));
+        assert!(config["created_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            server
+                .get(&format!("/apps/default/configs/{}", id(&config)))
+                .await
+                .1,
+            config
+        );
+    }
+
+    // The same bytes again under the same name: the existing config, 200.
+    let (status, again) = server
+        .upload_raw(
+            "/apps/default/configs",
+            "application/wasm",
+            guest("daily-digest"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = server.get("/apps/default/configs").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
+    assert!(list["data"].as_array().unwrap().contains(&again));
+
+    // Under another name (query or header): a new config sharing the digest.
+    let (status, renamed) = server
+        .upload_raw(
+            "/apps/default/configs?name=digest-v2",
+            "application/wasm",
+            guest("daily-digest"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(renamed["name"], "digest-v2");
+    assert_eq!(renamed["digest"], again["digest"]);
+    assert_ne!(id(&renamed), id(&again));
+    let response = server
+        .client
+        .post(format!("{}/apps/default/configs", server.base))
+        .header("content-type", "application/wasm")
+        .header("x-config-name", "from header")
+        .body(guest("daily-digest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["name"],
+        "from header"
+    );
+
+    // Configs are per app.
+    let (_, other) = server.get("/apps/other-app/configs").await;
+    assert_eq!(other, json!({"data": []}));
+    assert_error(
+        &server
+            .get(&format!("/apps/other-app/configs/{}", id(&again)))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[&id(&again)],
+    );
+
+    // Deleting one user of the digest keeps the others working.
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/configs/{}", id(&renamed)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &server
+            .get(&format!("/apps/default/configs/{}", id(&renamed)))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    let config = server
+        .service
+        .config(&"default".parse().unwrap(), &id(&again))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.service.component(&config).await.unwrap(),
+        guest("daily-digest")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_what_is_not_a_workflow_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), 64 * 1024).await;
+    let path = "/apps/default/configs";
+    assert_error(
+        &server
+            .upload_raw(path, "application/wasm", b"definitely not wasm".to_vec())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["not a WebAssembly component"],
+    );
+    let core_module = wat::parse_str("(module)").unwrap();
+    assert_error(
+        &server
+            .upload_raw(path, "application/wasm", core_module)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["component"],
+    );
+    let empty_component = wat::parse_str("(component)").unwrap();
+    assert_error(
+        &server
+            .upload_raw(path, "application/wasm", empty_component)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["automata:workflow/workflow", "graph", "run"],
+    );
+    assert_error(
+        &server
+            .upload_raw(path, "application/wasm", guest("welcome-new-members"))
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &["65536"],
+    );
+    assert_error(
+        &server
+            .upload_raw(path, "application/octet-stream", b"\0asm".to_vec())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["application/wasm"],
+    );
+    assert_error(
+        &server
+            .upload_raw(path, "application/wasm", Vec::new())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["empty"],
+    );
+    assert_error(
+        &server
+            .upload_raw(
+                "/apps/bad app/configs",
+                "application/wasm",
+                b"\0asm".to_vec(),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["app id"],
+    );
+    let (_, list) = server.get(path).await;
+    assert_eq!(list, json!({"data": []}), "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automations_go_through_the_whole_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let config = server.upload("welcome-new-members").await;
+    let automation = server
+        .create(json!({
+            "name": "Welcome New Members",
+            "type": "trigger",
+            "trigger": "thread.member_joined",
+            "config_id": id(&config),
+            "metadata": {"team": "community"},
+        }))
+        .await;
+    let aut = id(&automation);
+    assert!(aut.starts_with("aut_"));
+    assert_eq!(automation["status"], "draft");
+    assert_eq!(automation["metadata"], json!({"team": "community"}));
+    assert!(
+        automation.get("next_run_at").is_none(),
+        "trigger automations have no next_run_at"
+    );
+    let base = format!("/apps/default/automations/{aut}");
+
+    let refused = |action: &'static str, status: &'static str| {
+        let path = format!("{base}/{action}");
+        let server = &server;
+        async move {
+            assert_error(
+                &server.action(&path).await,
+                StatusCode::CONFLICT,
+                "conflict",
+                &[action, &format!("status is {status}")],
+            );
+        }
+    };
+    refused("pause", "draft").await;
+    refused("reset", "draft").await;
+
+    let (status, running) = server.action(&format!("{base}/activate")).await;
+    assert_eq!(status, StatusCode::OK, "{running}");
+    assert_eq!(running["status"], "running");
+    refused("activate", "running").await;
+    refused("reset", "running").await;
+
+    let (_, paused) = server.action(&format!("{base}/pause")).await;
+    assert_eq!(paused["status"], "paused");
+    refused("pause", "paused").await;
+
+    let (_, running) = server.action(&format!("{base}/activate")).await;
+    assert_eq!(running["status"], "running");
+    let (_, paused) = server.action(&format!("{base}/pause")).await;
+    assert_eq!(paused["status"], "paused");
+    let (status, draft) = server.action(&format!("{base}/reset")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(draft["status"], "draft");
+
+    // PATCH: present fields change, null clears, status is not patchable.
+    let (status, patched) = server
+        .call(
+            Method::PATCH,
+            &base,
+            Some(json!({"name": "Updated Name", "description": "hi", "metadata": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["name"], "Updated Name");
+    assert_eq!(patched["description"], "hi");
+    assert_eq!(patched["metadata"], json!({}));
+    assert_eq!(patched["created_at"], automation["created_at"]);
+    assert_ne!(patched["updated_at"], automation["updated_at"]);
+    assert_error(
+        &server
+            .call(Method::PATCH, &base, Some(json!({"status": "running"})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["status", "activate"],
+    );
+    assert_eq!(server.get(&base).await.1, patched);
+
+    let (status, body) = server.call(Method::DELETE, &base, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_error(
+        &server.get(&base).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[&aut],
+    );
+    assert_error(
+        &server.call(Method::DELETE, &base, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    assert_error(
+        &server.action(&format!("{base}/activate")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_needs_a_config_with_a_matching_trigger_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let welcome = server.upload("welcome-new-members").await;
+    let digest = server.upload("daily-digest").await;
+
+    let bare = server
+        .create(json!({"name": "No config", "type": "trigger", "trigger": "thread.created"}))
+        .await;
+    assert_error(
+        &server
+            .action(&format!("/apps/default/automations/{}/activate", id(&bare)))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["config_id"],
+    );
+
+    let mismatched = server
+        .create(json!({
+            "name": "Wrong workflow", "type": "trigger", "trigger": "thread.created",
+            "config_id": id(&welcome),
+        }))
+        .await;
+    assert_error(
+        &server
+            .action(&format!(
+                "/apps/default/automations/{}/activate",
+                id(&mismatched)
+            ))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["thread.created", "thread.member_joined", &id(&welcome)],
+    );
+
+    let scheduled = server
+        .create(json!({
+            "name": "Digest", "type": "scheduled", "schedule": "0 9 * * 1-5",
+            "timezone": "Europe/Berlin", "config_id": id(&welcome), "run_as_user_id": "usr_abc123",
+        }))
+        .await;
+    assert_eq!(
+        scheduled["next_run_at"],
+        Value::Null,
+        "a draft has no next run"
+    );
+    let activate = format!("/apps/default/automations/{}/activate", id(&scheduled));
+    assert_error(
+        &server.action(&activate).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["workflow.scheduled"],
+    );
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{}", id(&scheduled)),
+            Some(json!({"config_id": id(&digest)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, running) = server.action(&activate).await;
+    assert_eq!(status, StatusCode::OK, "{running}");
+    let next: chrono::DateTime<chrono::FixedOffset> = running["next_run_at"]
+        .as_str()
+        .expect("next_run_at")
+        .parse()
+        .unwrap();
+    assert!(next > chrono::Utc::now());
+    let berlin = next.with_timezone(&"Europe/Berlin".parse::<chrono_tz::Tz>().unwrap());
+    assert_eq!(berlin.format("%H:%M:%S").to_string(), "09:00:00");
+
+    // A running automation must stay runnable through PATCH.
+    assert_error(
+        &server
+            .call(
+                Method::PATCH,
+                &format!("/apps/default/automations/{}", id(&scheduled)),
+                Some(json!({"config_id": id(&welcome)})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["workflow.scheduled"],
+    );
+    // …and its config cannot be deleted while it runs.
+    let config_path = format!("/apps/default/configs/{}", id(&digest));
+    assert_error(
+        &server.call(Method::DELETE, &config_path, None).await,
+        StatusCode::CONFLICT,
+        "conflict",
+        &[&id(&scheduled)],
+    );
+    server
+        .action(&format!(
+            "/apps/default/automations/{}/pause",
+            id(&scheduled)
+        ))
+        .await;
+    let (status, _) = server.call(Method::DELETE, &config_path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &server.action(&activate).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["does not exist"],
+    );
+
+    assert_error(
+        &server
+            .post(
+                "/apps/default/automations",
+                json!({"name": "x", "type": "trigger", "trigger": "thread.created",
+                       "config_id": "cfg_01jdqm3k5v8x2n7w4c9b6e1f0a"}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["cfg_01jdqm3k5v8x2n7w4c9b6e1f0a"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_keys_are_unique_and_lists_filter_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let trigger = server
+        .create(json!({"name": "T", "type": "trigger", "trigger": "thread.created", "lookup_key": "onboarding"}))
+        .await;
+    let scheduled = server
+        .create(json!({"name": "S", "type": "scheduled", "schedule": "0 0 * * *"}))
+        .await;
+    assert_error(
+        &server
+            .post(
+                "/apps/default/automations",
+                json!({"name": "T2", "type": "trigger", "trigger": "thread.deleted", "lookup_key": "onboarding"}),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+        &["onboarding", &id(&trigger)],
+    );
+    assert_error(
+        &server
+            .call(
+                Method::PATCH,
+                &format!("/apps/default/automations/{}", id(&scheduled)),
+                Some(json!({"lookup_key": "onboarding"})),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+        &["onboarding"],
+    );
+    // The same key in another app is fine.
+    let (status, _) = server
+        .post(
+            "/apps/other/automations",
+            json!({"name": "T", "type": "trigger", "trigger": "thread.created", "lookup_key": "onboarding"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (_, by_key) = server.get("/apps/default/automations/onboarding").await;
+    assert_eq!(id(&by_key), id(&trigger));
+
+    // Releasing a key lets another automation take it.
+    server
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{}", id(&trigger)),
+            Some(json!({"lookup_key": null})),
+        )
+        .await;
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{}", id(&scheduled)),
+            Some(json!({"lookup_key": "onboarding"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let ids =
+        |list: &Value| -> Vec<String> { list["data"].as_array().unwrap().iter().map(id).collect() };
+    let (_, all) = server.get("/apps/default/automations").await;
+    assert_eq!(ids(&all), [id(&trigger), id(&scheduled)]);
+    let (_, triggers) = server.get("/apps/default/automations?type=trigger").await;
+    assert_eq!(ids(&triggers), [id(&trigger)]);
+    let (_, schedules) = server.get("/apps/default/automations?type=scheduled").await;
+    assert_eq!(ids(&schedules), [id(&scheduled)]);
+    assert_error(
+        &server.get("/apps/default/automations?type=cron").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["cron"],
+    );
+    assert_error(
+        &server.get("/apps/default/automations?kind=trigger").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["kind"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let create = |body: Value| server.post("/apps/default/automations", body);
+    assert_error(
+        &create(
+            json!({"name": "x", "type": "trigger", "trigger": "thread.created", "color": "red"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["unknown field `color`"],
+    );
+    assert_error(
+        &create(json!({"name": "x", "type": "scheduled", "schedule": "0 25 * * *"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["schedule", "hour"],
+    );
+    assert_error(
+        &create(json!({"name": "x", "type": "scheduled", "schedule": "0 9 * * *", "timezone": "Mars/Base"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["timezone", "Mars/Base"],
+    );
+    assert_error(
+        &create(json!({"name": "x", "type": "trigger", "trigger": "thread.exploded"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["trigger", "thread.exploded"],
+    );
+    assert_error(
+        &create(json!({"type": "trigger", "trigger": "thread.created"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["name"],
+    );
+    assert_error(
+        &create(
+            json!({"name": "x", "type": "trigger", "trigger": "thread.created", "metadata": [1]}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["metadata"],
+    );
+    assert_error(
+        &create(json!({"name": "x", "type": "trigger", "trigger": "thread.created", "retry": {"max_attempts": 0}})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["retry.max_attempts"],
+    );
+    assert_error(
+        &create(json!({"name": "x", "type": "trigger", "trigger": "thread.created", "limits": {"fuel": 1, "cpu": 2}})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["unknown field `cpu`"],
+    );
+    let response = server
+        .client
+        .post(format!("{}/apps/default/automations", server.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let too_big = json!({"name": "x", "type": "trigger", "trigger": "thread.created",
+                         "description": "d".repeat(2 * 1024 * 1024)});
+    assert_error(
+        &create(too_big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &[],
+    );
+    let long_app = "a".repeat(65);
+    assert_error(
+        &server.get(&format!("/apps/{long_app}/automations")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["app id"],
+    );
+    assert_error(
+        &server.get("/apps/d%2Eot/automations").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["app id"],
+    );
+    assert_error(
+        &server.get("/nowhere").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &["/nowhere"],
+    );
+    assert_error(
+        &server
+            .call(Method::PUT, "/apps/default/automations", None)
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &["PUT"],
+    );
+    let (_, list) = server.get("/apps/default/automations").await;
+    assert_eq!(list, json!({"data": []}), "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_catalogue_lists_every_spec_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (status, events) = server.get("/apps/default/automations/events").await;
+    assert_eq!(status, StatusCode::OK);
+    let events = events["data"].as_array().unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "thread.created",
+            "thread.deleted",
+            "thread.message_added",
+            "thread.member_joined",
+            "thread.member_left",
+            "conversation.session_started",
+            "conversation.session_completed",
+            "conversation.session_ended",
+            "connector.connected",
+            "context.ingestion.started",
+            "context.ingestion.running",
+            "context.ingestion.succeeded",
+            "context.ingestion.failed",
+            "context.source.paused",
+            "context.installation.suspended",
+            "credential.created",
+            "credential.updated",
+            "email.received",
+            "email.processed",
+            "agent_session.started",
+            "agent_session.stopped",
+            "agent_session.event_received",
+        ]
+    );
+    assert_eq!(
+        events[0],
+        json!({"name": "thread.created", "description": "A new thread was created"})
+    );
+    // Every catalogue event is a valid trigger.
+    for name in names {
+        let (status, body) = server
+            .post(
+                "/apps/default/automations",
+                json!({"name": name, "type": "trigger", "trigger": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    server.stop().await;
+}
+
+/// Stores `count` runs of `automation` through the store, as the execution
+/// plane would; every third one completed, every fifth failed.
+async fn insert_runs(service: &Service, app: &AppId, automation: &str, count: usize) -> Vec<Run> {
+    let automation: Automation = service.automation(app, automation).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..count {
+        let input = TriggerInput {
+            trigger: "thread.member_joined".into(),
+            payload: json!({"member": {"name": format!("member {i}")}}),
+        };
+        let mut run = Run::pending(service.new_run_id(), &automation, input, service.now());
+        if i % 3 == 0 || i % 5 == 0 {
+            run.transition(RunStatus::Running, service.now(), None)
+                .unwrap();
+            let result = if i % 3 == 0 {
+                RunResult::Success {
+                    payload: json!({"n": i}),
+                    output: vec![format!("hello {i}")],
+                    output_truncated: false,
+                }
+            } else {
+                RunResult::Failure {
+                    error: "Script execution timed out".into(),
+                    output: vec![],
+                    output_truncated: false,
+                }
+            };
+            run.finish(result, Default::default(), service.now())
+                .unwrap();
+        }
+        runs.push(run);
+    }
+    let store = Arc::clone(service.store());
+    let stored = runs.clone();
+    tokio::task::spawn_blocking(move || store.insert_runs(&stored))
+        .await
+        .unwrap()
+        .unwrap();
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_page_newest_first_over_more_than_a_hundred_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let app: AppId = "default".parse().unwrap();
+    let automation = server
+        .create(json!({"name": "W", "type": "trigger", "trigger": "thread.member_joined"}))
+        .await;
+    let aut = id(&automation);
+    let runs = insert_runs(&server.service, &app, &aut, 130).await;
+    let newest_first: Vec<String> = runs.iter().rev().map(|r| r.id.to_string()).collect();
+    let runs_path = format!("/apps/default/automations/{aut}/runs");
+
+    // Default page size 50, then follow the cursor; a run inserted while
+    // paging appears on no later page and shifts nothing.
+    let (status, first) = server.get(&runs_path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["data"].as_array().unwrap().len(), 50);
+    let newer = insert_runs(&server.service, &app, &aut, 1).await;
+    let mut seen: Vec<String> = first["data"].as_array().unwrap().iter().map(id).collect();
+    let mut cursor = first["next_cursor"].as_str().map(str::to_owned);
+    let mut pages = 1;
+    while let Some(c) = cursor {
+        let (status, page) = server.get(&format!("{runs_path}?cursor={c}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["data"].as_array().unwrap().iter().map(id));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, newest_first);
+
+    let (_, hundred) = server.get(&format!("{runs_path}?limit=100")).await;
+    assert_eq!(hundred["data"].as_array().unwrap().len(), 100);
+    assert_eq!(id(&hundred["data"][0]), newer[0].id.to_string());
+    let (_, rest) = server
+        .get(&format!(
+            "{runs_path}?limit=100&cursor={}",
+            hundred["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 31);
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    // Status filter, paged too.
+    let failed: Vec<String> = runs
+        .iter()
+        .rev()
+        .filter(|r| r.status == RunStatus::Failed)
+        .map(|r| r.id.to_string())
+        .collect();
+    let (_, page) = server
+        .get(&format!("{runs_path}?status=failed&limit=10"))
+        .await;
+    let mut got: Vec<String> = page["data"].as_array().unwrap().iter().map(id).collect();
+    let (_, page2) = server
+        .get(&format!(
+            "{runs_path}?status=failed&limit=10&cursor={}",
+            page["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    got.extend(page2["data"].as_array().unwrap().iter().map(id));
+    assert_eq!(got, failed);
+    assert_eq!(page2["next_cursor"], Value::Null);
+    for run in page["data"].as_array().unwrap() {
+        assert_eq!(run["status"], "failed");
+        assert_eq!(run["result"]["error"], "Script execution timed out");
+    }
+
+    for (query, words) in [
+        ("limit=101", &["limit"][..]),
+        ("limit=0", &["limit"]),
+        ("limit=ten", &["limit"]),
+        ("status=done", &["done"]),
+        ("cursor=nonsense", &["cursor"]),
+        ("page=2", &["page"]),
+    ] {
+        assert_error(
+            &server.get(&format!("{runs_path}?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            words,
+        );
+    }
+
+    // One run, with everything the spec and the execution plane need.
+    let completed = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Completed)
+        .unwrap();
+    let (status, run) = server
+        .get(&format!("/apps/default/automations/runs/{}", completed.id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["automation_id"], aut);
+    assert_eq!(run["app_id"], "default");
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["trigger"], "thread.member_joined");
+    assert_eq!(run["input"]["trigger"], "thread.member_joined");
+    assert_eq!(run["result"]["output"], json!(["hello 0"]));
+    assert_eq!(run["result"]["payload"], json!({"n": 0}));
+    assert_eq!(run["attempt"], 1);
+    let history: Vec<&str> = run["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["pending", "running", "completed"]);
+    for field in ["created_at", "started_at", "finished_at"] {
+        assert!(run[field].as_str().unwrap().ends_with('Z'), "{field}");
+    }
+    assert_error(
+        &server
+            .get(&format!("/apps/other/automations/runs/{}", completed.id))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    assert_error(
+        &server
+            .get("/apps/default/automations/runs/atr_01jdqm3k5v8x2n7w4c9b6e1f0a")
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    assert_error(
+        &server
+            .get("/apps/default/automations/aut_01jdqm3k5v8x2n7w4c9b6e1f0a/runs")
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &[],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_delete_cancel_pending_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let app: AppId = "default".parse().unwrap();
+    let config = server.upload("welcome-new-members").await;
+    let automation = server
+        .create(json!({"name": "W", "type": "trigger", "trigger": "thread.member_joined", "config_id": id(&config)}))
+        .await;
+    let aut = id(&automation);
+    server
+        .action(&format!("/apps/default/automations/{aut}/activate"))
+        .await;
+    let mut changes = server.service.subscribe();
+
+    let runs = insert_runs(&server.service, &app, &aut, 2).await;
+    let pending = &runs[1];
+    assert_eq!(pending.status, RunStatus::Pending);
+    server
+        .action(&format!("/apps/default/automations/{aut}/pause"))
+        .await;
+    let change = changes.recv().await.unwrap();
+    assert!(
+        matches!(change, automata::service::AutomationChange::Saved(a) if a.status.as_str() == "paused")
+    );
+    let (_, run) = server
+        .get(&format!("/apps/default/automations/runs/{}", pending.id))
+        .await;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["reason"], "automation paused");
+    let (_, completed) = server
+        .get(&format!("/apps/default/automations/runs/{}", runs[0].id))
+        .await;
+    assert_eq!(
+        completed["status"], "completed",
+        "finished runs are left alone"
+    );
+
+    let more = insert_runs(&server.service, &app, &aut, 2).await;
+    server
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/automations/{aut}"),
+            None,
+        )
+        .await;
+    assert!(matches!(
+        changes.recv().await.unwrap(),
+        automata::service::AutomationChange::Deleted { .. }
+    ));
+    let (_, run) = server
+        .get(&format!("/apps/default/automations/runs/{}", more[1].id))
+        .await;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["reason"], "automation deleted");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_is_still_there_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app: AppId = "default".parse().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let config = server.upload("daily-digest").await;
+    let running = server
+        .create(json!({
+            "name": "Digest", "type": "scheduled", "schedule": "*/10 * * * * *",
+            "config_id": id(&config), "lookup_key": "digest", "timezone": "America/New_York",
+            "catchup": "run_all", "overlap": "queue", "max_concurrency": 2,
+            "retry": {"max_attempts": 3, "retry_guest_errors": true}, "limits": {"timeout_ms": 500},
+        }))
+        .await;
+    let (_, running) = server
+        .action(&format!(
+            "/apps/default/automations/{}/activate",
+            id(&running)
+        ))
+        .await;
+    let draft = server
+        .create(json!({"name": "T", "type": "trigger", "trigger": "email.received"}))
+        .await;
+    insert_runs(&server.service, &app, &id(&draft), 120).await;
+    let before = [
+        server.get("/apps/default/configs").await.1,
+        server.get("/apps/default/automations").await.1,
+        server
+            .get(&format!(
+                "/apps/default/automations/{}/runs?limit=100",
+                id(&draft)
+            ))
+            .await
+            .1,
+    ];
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    let after = [
+        server.get("/apps/default/configs").await.1,
+        server.get("/apps/default/automations").await.1,
+        server
+            .get(&format!(
+                "/apps/default/automations/{}/runs?limit=100",
+                id(&draft)
+            ))
+            .await
+            .1,
+    ];
+    assert_eq!(before[0], after[0]);
+    assert_eq!(before[2], after[2]);
+    let mut automations_after = after[1].clone();
+    let mut automations_before = before[1].clone();
+    // next_run_at moves on with the clock; everything else is identical.
+    for list in [&mut automations_before, &mut automations_after] {
+        list["data"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("next_run_at");
+    }
+    assert_eq!(automations_before, automations_after);
+    assert_eq!(after[1]["data"][0]["status"], "running");
+    assert_eq!(after[1]["data"][0]["retry"]["max_attempts"], 3);
+    assert_eq!(running["limits"]["timeout_ms"], 500);
+    let (_, by_key) = server.get("/apps/default/automations/digest").await;
+    assert_eq!(id(&by_key), id(&running));
+    let config = server.service.config(&app, &id(&config)).await.unwrap();
+    assert_eq!(
+        server.service.component(&config).await.unwrap(),
+        guest("daily-digest")
+    );
+    // New ids keep sorting after the old ones.
+    let newer = insert_runs(&server.service, &app, &id(&draft), 1).await;
+    let (_, page) = server
+        .get(&format!(
+            "/apps/default/automations/{}/runs?limit=1",
+            id(&draft)
+        ))
+        .await;
+    assert_eq!(id(&page["data"][0]), newer[0].id.to_string());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (status, doc) = server.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/apps/{app_id}/automations", &["get", "post"][..]),
+        (
+            "/apps/{app_id}/automations/{id}",
+            &["get", "patch", "delete"],
+        ),
+        ("/apps/{app_id}/automations/{id}/activate", &["post"]),
+        ("/apps/{app_id}/automations/{id}/pause", &["post"]),
+        ("/apps/{app_id}/automations/{id}/reset", &["post"]),
+        ("/apps/{app_id}/automations/events", &["get"]),
+        ("/apps/{app_id}/automations/{id}/runs", &["get"]),
+        ("/apps/{app_id}/automations/runs/{run_id}", &["get"]),
+        ("/apps/{app_id}/configs", &["get", "post"]),
+        ("/apps/{app_id}/configs/{id}", &["get", "delete"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path].get(*method).is_some(),
+                "{method} {path} missing"
+            );
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "Automation",
+        "NewAutomation",
+        "AutomationPatch",
+        "Run",
+        "Config",
+        "ErrorBody",
+    ] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    let upload = &paths["/apps/{app_id}/configs"]["post"]["requestBody"]["content"];
+    assert!(upload.get("application/wasm").is_some(), "{upload}");
+    server.stop().await;
+}

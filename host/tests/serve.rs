@@ -1,0 +1,75 @@
+//! `automata serve` as a process: prints its address, answers HTTP, stops
+//! cleanly on SIGTERM and finds its data again on the next start.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+fn start(data_dir: &Path) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("automata serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Serve { child, base }
+}
+
+impl Serve {
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_on_sigterm_and_restarts_on_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = start(dir.path());
+    let created: Value = client
+        .post(format!("{}/apps/default/automations", server.base))
+        .json(&json!({"name": "Nightly Report", "type": "scheduled", "schedule": "0 0 * * *"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("created").to_owned();
+    let status = server.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+
+    let server = start(dir.path());
+    let shown: Value = client
+        .get(format!("{}/apps/default/automations/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown, created);
+    assert!(server.terminate().success());
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api;
-use crate::runner::{Runner, SetupError};
+use crate::runner::{Runner, RunnerConfig, SetupError};
 use crate::service::{Service, ServiceSettings};
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
@@ -67,7 +67,12 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || SledStore::open(&path, &options))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let runner = Arc::new(Runner::new()?);
+        // Compiled components are cached beside the store, so a restart does
+        // not recompile every config.
+        let runner = Arc::new(Runner::new(RunnerConfig {
+            cache_dir: Some(config.data_dir.join("compiled")),
+            ..RunnerConfig::default()
+        })?);
         let service = Arc::new(Service::new(Arc::new(store), runner, config.service));
         let listener =
             TcpListener::bind(config.listen)

@@ -723,6 +723,22 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
         "invalid_request",
         &["unknown field `cpu`"],
     );
+    assert_error(
+        &create(json!({"name": "x", "type": "trigger", "trigger": "thread.created", "limits": {"fuel": 0}})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["limits", "fuel"],
+    );
+    assert_error(
+        &create(
+            json!({"name": "x", "type": "trigger", "trigger": "thread.created",
+                       "limits": {"timeout_ms": 86_400_000u64}}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["timeout_ms", "maximum"],
+    );
     let response = server
         .client
         .post(format!("{}/apps/default/automations", server.base))

@@ -12,6 +12,7 @@ use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
 use super::schedule::Schedule;
 use super::workflow::SCHEDULED_TRIGGER;
+use crate::runner::LimitOverrides;
 
 /// What fires an automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -209,37 +210,6 @@ impl RetryPolicy {
     }
 }
 
-/// Per-automation overrides of the host's sandbox limits; unset fields use the
-/// host's defaults. The host may clamp them to its own maxima.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct SandboxLimits {
-    /// Fuel (roughly, WebAssembly instructions) a run may consume.
-    pub fuel: Option<u64>,
-    /// Linear memory a run may grow to, in bytes (at most 4 GiB).
-    pub memory_bytes: Option<u64>,
-    /// Wall-clock time a run may take, in milliseconds (at most one hour).
-    pub timeout_ms: Option<u64>,
-}
-
-impl SandboxLimits {
-    fn validate(&self) -> Result<(), ValidationError> {
-        let checks: [(&str, Option<u64>, u64); 3] = [
-            ("limits.fuel", self.fuel, u64::MAX),
-            ("limits.memory_bytes", self.memory_bytes, 4 << 30),
-            ("limits.timeout_ms", self.timeout_ms, 3_600_000),
-        ];
-        for (field, value, max) in checks {
-            if let Some(value) = value
-                && (value == 0 || value > max)
-            {
-                return Err(invalid(field, format!("must be between 1 and {max}")));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A field that failed validation: a 400 naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid `{field}`: {message}")]
@@ -306,8 +276,9 @@ pub struct Automation {
     pub max_concurrency: Option<u32>,
     /// Retry policy for failed runs.
     pub retry: RetryPolicy,
-    /// Sandbox limit overrides.
-    pub limits: SandboxLimits,
+    /// Sandbox limit overrides (fuel, memory, time, output); unset fields use
+    /// the host's defaults. Checked against the host's ceilings by the service.
+    pub limits: LimitOverrides,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed (fields or status).
@@ -354,7 +325,7 @@ pub struct NewAutomation {
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
     #[serde(default)]
-    pub limits: Option<SandboxLimits>,
+    pub limits: Option<LimitOverrides>,
 }
 
 /// The body of `PATCH /apps/:app_id/automations/:id`: absent fields stay as
@@ -401,7 +372,7 @@ pub struct AutomationPatch {
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
     #[serde(default)]
-    pub limits: Option<SandboxLimits>,
+    pub limits: Option<LimitOverrides>,
     /// Refused with a pointer to the lifecycle endpoints.
     #[serde(default)]
     #[schema(ignore)]
@@ -586,8 +557,7 @@ impl Automation {
                 "must be at least 1 (omit it for unlimited)",
             ));
         }
-        self.retry.validate()?;
-        self.limits.validate()
+        self.retry.validate()
     }
 
     fn parse_schedule_of(&self, expression: &str) -> Result<Schedule, ValidationError> {
@@ -785,7 +755,7 @@ mod tests {
         assert_eq!(automation.catchup, CatchupPolicy::Skip);
         assert_eq!(automation.overlap, OverlapPolicy::Allow);
         assert_eq!(automation.retry, RetryPolicy::default());
-        assert_eq!(automation.limits, SandboxLimits::default());
+        assert_eq!(automation.limits, LimitOverrides::default());
         assert_eq!(
             automation.catchup_window_seconds,
             DEFAULT_CATCHUP_WINDOW_SECONDS
@@ -834,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn policies_and_limits_are_bounded() {
+    fn policies_are_bounded() {
         let base = json!({"name": "a", "type": "trigger", "trigger": "thread.created"});
         let with = |key: &str, value: Value| {
             let mut body = base.clone();
@@ -859,12 +829,6 @@ mod tests {
             .unwrap_err()
             .field,
             "retry.backoff_max_ms"
-        );
-        assert_eq!(
-            with("limits", json!({"memory_bytes": 0}))
-                .unwrap_err()
-                .field,
-            "limits.memory_bytes"
         );
         assert_eq!(
             with("catchup_window_seconds", json!(0)).unwrap_err().field,

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::automation::Automation;
 use super::ids::{AppId, AutomationId, ConfigId, RunId};
 use super::workflow::{SCHEDULED_TRIGGER, TriggerInput};
+use crate::runner::{CANCELLED_MESSAGE, FailureKind, Outcome, RunAccounting, RunLimits, RunReport};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -122,17 +123,40 @@ fn is_false(value: &bool) -> bool {
     !value
 }
 
-/// What a run cost.
+/// What a run cost. Filled from the runner's report when the run ends;
+/// `pending_us` when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accounting {
-    /// Fuel the workflow consumed.
+    /// Fuel units the workflow burned.
     pub fuel_consumed: Option<u64>,
-    /// Highest linear memory size reached, in bytes.
+    /// The most linear memory the run held at once, in bytes.
     pub peak_memory_bytes: Option<u64>,
-    /// Time from creation to start, in microseconds.
-    pub queued_us: Option<u64>,
-    /// Time the workflow executed (instantiation included), in microseconds.
-    pub execution_us: Option<u64>,
+    /// From creation to start: time spent pending in the queue (µs).
+    pub pending_us: Option<u64>,
+    /// Time spent waiting for a free execution slot once started (µs).
+    pub queue_time_us: Option<u64>,
+    /// Of `wall_time_us`, the part spent instantiating the component (µs).
+    pub instantiate_time_us: Option<u64>,
+    /// Execution time, instantiation included (µs).
+    pub wall_time_us: Option<u64>,
+    /// The limits the run executed under.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<RunLimits>,
+}
+
+impl From<&RunAccounting> for Accounting {
+    fn from(report: &RunAccounting) -> Self {
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).ok();
+        Accounting {
+            fuel_consumed: Some(report.fuel_consumed),
+            peak_memory_bytes: Some(report.peak_memory_bytes),
+            pending_us: None,
+            queue_time_us: micros(report.queue_time),
+            instantiate_time_us: micros(report.instantiate_time),
+            wall_time_us: micros(report.wall_time),
+            limits: Some(report.limits),
+        }
+    }
 }
 
 /// One entry of a run's status history.
@@ -169,6 +193,10 @@ pub struct Run {
     pub input: TriggerInput,
     /// Set when the run ends with a result.
     pub result: Option<RunResult>,
+    /// For failed runs: the class of failure (`timeout`, `trap`,
+    /// `guest_error`, …), which retry policies match on.
+    #[schema(value_type = Option<String>, example = "timeout")]
+    pub failure_kind: Option<FailureKind>,
     /// Why the run is in its status, when not self-evident: `missed`,
     /// `overlap`, `automation paused`, `host restarted during run`, ….
     pub reason: Option<String>,
@@ -214,6 +242,7 @@ impl Run {
             trigger: input.trigger.clone(),
             input,
             result: None,
+            failure_kind: None,
             reason: None,
             attempt: 1,
             retry_of: None,
@@ -251,7 +280,7 @@ impl Run {
         match to {
             RunStatus::Running => {
                 self.started_at = Some(at);
-                self.accounting.queued_us = micros_between(self.created_at, at);
+                self.accounting.pending_us = micros_between(self.created_at, at);
             }
             RunStatus::Pending => self.started_at = None,
             _ => self.finished_at = Some(at),
@@ -283,10 +312,55 @@ impl Run {
         self.transition(to, at, None)?;
         self.result = Some(result);
         self.accounting = Accounting {
-            queued_us: self.accounting.queued_us,
+            pending_us: self.accounting.pending_us,
             ..accounting
         };
         Ok(())
+    }
+
+    /// Ends a running run with the runner's report: `completed` with the
+    /// payload, `failed` with the error and its kind, or `cancelled`.
+    pub fn finish_with_report(
+        &mut self,
+        report: &RunReport,
+        at: DateTime<Utc>,
+    ) -> Result<(), RunTransitionError> {
+        let output = report.output.lines.clone();
+        let output_truncated = report.output.truncated;
+        let accounting = Accounting::from(&report.accounting);
+        match &report.outcome {
+            Outcome::Completed(payload) => {
+                let result = RunResult::Success {
+                    payload: payload.clone(),
+                    output,
+                    output_truncated,
+                };
+                self.finish(result, accounting, at)
+            }
+            Outcome::Failed(failure) => {
+                let result = RunResult::Failure {
+                    error: failure.message.clone(),
+                    output,
+                    output_truncated,
+                };
+                self.finish(result, accounting, at)?;
+                self.failure_kind = Some(failure.kind);
+                Ok(())
+            }
+            Outcome::Cancelled => {
+                self.transition(RunStatus::Cancelled, at, None)?;
+                self.result = Some(RunResult::Failure {
+                    error: CANCELLED_MESSAGE.to_owned(),
+                    output,
+                    output_truncated,
+                });
+                self.accounting = Accounting {
+                    pending_us: self.accounting.pending_us,
+                    ..accounting
+                };
+                Ok(())
+            }
+        }
     }
 }
 
@@ -346,7 +420,7 @@ mod tests {
         let mut run = run();
         run.transition(RunStatus::Running, at("2026-02-28T09:00:01Z"), None)
             .unwrap();
-        assert_eq!(run.accounting.queued_us, Some(1_000_000));
+        assert_eq!(run.accounting.pending_us, Some(1_000_000));
         run.finish(
             RunResult::Success {
                 payload: json!({"ok": true}),
@@ -355,7 +429,7 @@ mod tests {
             },
             Accounting {
                 fuel_consumed: Some(42),
-                execution_us: Some(80),
+                wall_time_us: Some(80),
                 ..Accounting::default()
             },
             at("2026-02-28T09:00:02Z"),
@@ -363,7 +437,7 @@ mod tests {
         .unwrap();
         assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(run.finished_at, Some(at("2026-02-28T09:00:02Z")));
-        assert_eq!(run.accounting.queued_us, Some(1_000_000));
+        assert_eq!(run.accounting.pending_us, Some(1_000_000));
         assert_eq!(run.accounting.fuel_consumed, Some(42));
         let statuses: Vec<_> = run.history.iter().map(|c| c.status).collect();
         assert_eq!(
@@ -416,6 +490,63 @@ mod tests {
         let back: RunResult =
             serde_json::from_value(json!({"error": "x", "output": ["a"]})).unwrap();
         assert!(matches!(back, RunResult::Failure { .. }));
+    }
+
+    #[test]
+    fn a_runner_report_ends_the_run() {
+        use crate::runner::{CapturedOutput, ComponentDigest, Failure, TIMEOUT_MESSAGE};
+        let report = |outcome| RunReport {
+            outcome,
+            output: CapturedOutput {
+                lines: vec!["started".into()],
+                truncated: true,
+            },
+            accounting: RunAccounting {
+                component_digest: ComponentDigest::of(b"c"),
+                fuel_consumed: 7,
+                peak_memory_bytes: 65_536,
+                wall_time: std::time::Duration::from_micros(900),
+                instantiate_time: std::time::Duration::from_micros(40),
+                queue_time: std::time::Duration::ZERO,
+                limits: RunLimits::DEFAULT,
+            },
+        };
+        let started = || {
+            let mut run = run();
+            run.transition(RunStatus::Running, at("2026-02-28T09:00:00Z"), None)
+                .unwrap();
+            run
+        };
+        let end = at("2026-02-28T09:00:01Z");
+
+        let mut timed_out = started();
+        let failure = Failure::new(FailureKind::Timeout, TIMEOUT_MESSAGE);
+        timed_out
+            .finish_with_report(&report(Outcome::Failed(failure)), end)
+            .unwrap();
+        assert_eq!(timed_out.status, RunStatus::Failed);
+        assert_eq!(timed_out.failure_kind, Some(FailureKind::Timeout));
+        assert_eq!(
+            serde_json::to_value(&timed_out.result).unwrap(),
+            json!({"error": "Script execution timed out", "output": ["started"], "output_truncated": true})
+        );
+        assert_eq!(timed_out.accounting.fuel_consumed, Some(7));
+        assert_eq!(timed_out.accounting.wall_time_us, Some(900));
+        assert_eq!(timed_out.accounting.pending_us, Some(0));
+
+        let mut completed = started();
+        completed
+            .finish_with_report(&report(Outcome::Completed(json!({"ok": 1}))), end)
+            .unwrap();
+        assert_eq!(completed.status, RunStatus::Completed);
+        assert_eq!(completed.failure_kind, None);
+
+        let mut cancelled = started();
+        cancelled
+            .finish_with_report(&report(Outcome::Cancelled), end)
+            .unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+        assert_eq!(cancelled.finished_at, Some(end));
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Default for RunLimits {
 /// Per-automation overrides of the host's default limits; a `None` field keeps
 /// the default. Stored by the control plane as JSON, e.g.
 /// `{"fuel": 1000000, "timeout_ms": 500}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// Instruction budget (fuel units).

@@ -260,13 +260,10 @@ impl Service {
             });
         }
 
-        // Compiling is CPU-bound: keep it off the async workers.
-        let runner = Arc::clone(&self.runner);
-        let bytes = component.clone();
-        let handle = tokio::runtime::Handle::current();
-        let workflow = tokio::task::spawn_blocking(move || handle.block_on(runner.load(&bytes)))
+        let workflow = self
+            .runner
+            .load(&component)
             .await
-            .map_err(|e| ServiceError::Internal(format!("component validation failed: {e}")))?
             .map_err(|e| ServiceError::Unprocessable(one_line(&e.to_string())))?;
         let graph = workflow.graph().clone();
         let name = name.unwrap_or_else(|| graph.name.clone());
@@ -379,6 +376,7 @@ impl Service {
     ) -> Result<Automation, ServiceError> {
         let id = AutomationId::from_value(self.next_id_value());
         let automation = Automation::create(id, app.clone(), new, self.now())?;
+        self.check_limits(&automation)?;
         let _guard = self.control.lock().await;
         self.config_of(&automation).await?;
         let stored = automation.clone();
@@ -428,6 +426,7 @@ impl Service {
         let _guard = self.control.lock().await;
         let current = self.automation(app, id_or_key).await?;
         let updated = current.patched(patch, self.now())?;
+        self.check_limits(&updated)?;
         let config = self.config_of(&updated).await?;
         if updated.status == AutomationStatus::Running {
             updated.check_runnable(config.as_ref())?;
@@ -482,6 +481,13 @@ impl Service {
             at: automation.updated_at,
         });
         self.save(automation, cancel).await
+    }
+
+    /// Limit overrides within the host's ceilings.
+    fn check_limits(&self, automation: &Automation) -> Result<(), ServiceError> {
+        self.runner
+            .validate_overrides(&automation.limits)
+            .map_err(|e| ServiceError::InvalidRequest(format!("invalid `limits`: {e}")))
     }
 
     /// The config an automation names: `None` without `config_id`, 422 when it

@@ -557,6 +557,15 @@ async fn activation_needs_a_config_with_a_matching_trigger_node() {
         .await;
     let (status, _) = server.call(Method::DELETE, &config_path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // Without its config the paused automation stays editable but cannot run.
+    let (status, renamed) = server
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{}", id(&scheduled)),
+            Some(json!({"name": "Digest (config gone)"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_error(
         &server.action(&activate).await,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,6 +6,8 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{PathParams, QueryParams, app_id, body_bytes};
@@ -22,6 +24,22 @@ pub const WASM_MEDIA_TYPE: &str = "application/wasm";
 pub struct ConfigList {
     pub data: Vec<Config>,
 }
+
+/// The schema of an upload's body: the component's bytes. Handlers read the
+/// raw body; this only describes it.
+pub struct ComponentBytes;
+
+impl utoipa::PartialSchema for ComponentBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("A compiled workflow component (.wasm)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ComponentBytes {}
 
 /// Upload options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -48,7 +66,7 @@ type Response<T> = Result<T, ApiError>;
         UploadQuery,
         ("X-Config-Name" = Option<String>, Header, description = "Display name (alternative to ?name=)"),
     ),
-    request_body(content(("application/wasm")), description = "The component's bytes"),
+    request_body(content = ComponentBytes, content_type = "application/wasm", description = "The component's bytes"),
     responses(
         (status = 201, body = Config, description = "Stored"),
         (status = 200, body = Config, description = "The same bytes and name were already stored"),

@@ -360,10 +360,17 @@ impl Service {
                 users.join(", ")
             )));
         }
-        let (app, config_id) = (app.clone(), config.id);
-        self.blocking(move |store| store.delete_config(&app, &config_id))
+        let (app_id, config_id) = (app.clone(), config.id);
+        let deleted = self
+            .blocking(move |store| store.delete_config(&app_id, &config_id))
             .await?;
-        Ok(())
+        if deleted {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "no config `{id}` in app `{app}`"
+            )))
+        }
     }
 
     // ---- automations ----
@@ -427,9 +434,13 @@ impl Service {
         let current = self.automation(app, id_or_key).await?;
         let updated = current.patched(patch, self.now())?;
         self.check_limits(&updated)?;
-        let config = self.config_of(&updated).await?;
-        if updated.status == AutomationStatus::Running {
-            updated.check_runnable(config.as_ref())?;
+        // A paused or draft automation whose config was deleted stays editable;
+        // a new config_id must exist, and a running automation must stay runnable.
+        if updated.config_id != current.config_id || updated.status == AutomationStatus::Running {
+            let config = self.config_of(&updated).await?;
+            if updated.status == AutomationStatus::Running {
+                updated.check_runnable(config.as_ref())?;
+            }
         }
         self.save(updated, None).await
     }

@@ -593,3 +593,81 @@ async fn the_compile_cache_survives_restarts_and_never_trusts_a_bad_entry() {
     assert!(!cached_runner().load(&bytes).await.unwrap().from_cache());
     assert!(cached_runner().load(&bytes).await.unwrap().from_cache());
 }
+
+/// Starts an endless loop on `runner` that runs until `token` is cancelled.
+fn spawn_endless_loop(
+    runner: &Arc<Runner>,
+    hostile: &Workflow,
+    token: &CancelToken,
+) -> tokio::task::JoinHandle<RunReport> {
+    let (runner, hostile) = (runner.clone(), hostile.clone());
+    let options = RunOptions {
+        limits: LimitOverrides {
+            fuel: Some(u64::MAX / 4),
+            timeout_ms: Some(60_000),
+            ..LimitOverrides::default()
+        },
+        cancel: Some(token.clone()),
+    };
+    tokio::spawn(async move {
+        runner
+            .run_with(
+                &hostile,
+                &context("atr_long"),
+                &hostile_input("loop"),
+                &options,
+            )
+            .await
+    })
+}
+
+/// Even on a single-threaded runtime a busy guest yields every epoch tick, so
+/// a short run completes while a long one is still going.
+#[tokio::test]
+async fn a_long_run_does_not_block_others() {
+    let runner = Arc::new(runner());
+    let hostile = load(&runner, "hostile").await;
+    let token = CancelToken::new();
+    let long = spawn_endless_loop(&runner, &hostile, &token);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_runner_still_works(&runner).await;
+    assert!(!long.is_finished());
+    token.cancel();
+    assert_eq!(long.await.unwrap().outcome, Outcome::Cancelled);
+}
+
+/// With every run slot taken, a run waits (its wait reported as queue time)
+/// while a load still reads its graph at once.
+#[tokio::test]
+async fn full_run_slots_delay_runs_but_not_loads() {
+    let runner = Arc::new(
+        Runner::new(RunnerConfig {
+            max_concurrent_runs: 1,
+            pooling: true,
+            ..RunnerConfig::default()
+        })
+        .unwrap(),
+    );
+    let hostile = load(&runner, "hostile").await;
+    let token = CancelToken::new();
+    let long = spawn_endless_loop(&runner, &hostile, &token);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let welcome = load(&runner, "welcome-new-members").await;
+    assert!(!long.is_finished());
+    let waiting = {
+        let (runner, welcome) = (runner.clone(), welcome.clone());
+        tokio::spawn(async move {
+            runner
+                .run(&welcome, &context("atr_wait"), &welcome_input("Ada", "Ops"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the run should wait for the slot");
+    token.cancel();
+    assert_eq!(long.await.unwrap().outcome, Outcome::Cancelled);
+    let report = waiting.await.unwrap();
+    assert_eq!(report.output.lines, ["Welcome to Ops, Ada!"]);
+    assert!(report.accounting.queue_time >= Duration::from_millis(150));
+}

@@ -128,6 +128,9 @@ pub struct Runner {
     allocator: engine::Allocator,
     cache: Option<CompileCache>,
     slots: Semaphore,
+    /// Graph reads have their own slot, so an upload never waits behind long
+    /// runs.
+    graph_slot: Semaphore,
     _ticker: EpochTicker,
 }
 
@@ -158,6 +161,7 @@ impl Runner {
         let ticker = EpochTicker::start(engine.weak(), config.epoch_tick)?;
         Ok(Runner {
             slots: Semaphore::new(config.max_concurrent_runs.max(1)),
+            graph_slot: Semaphore::new(1),
             engine,
             linker,
             config,
@@ -244,7 +248,8 @@ impl Runner {
 
     async fn read_graph(&self, pre: &WorkflowPre<RunState>) -> Result<WorkflowGraph, LoadError> {
         let limits = RunLimits::GRAPH.clamped_to(&self.config.ceilings);
-        let _slot = self.slot().await;
+        // Never closed, so acquiring cannot fail in practice.
+        let _slot = self.graph_slot.acquire().await.ok();
         let execution = sandbox::execute(&self.engine, pre, &limits, None, async |wf, store| {
             wf.call_graph(store).await
         })
@@ -364,8 +369,8 @@ impl Runner {
         }
     }
 
-    /// One of the `max_concurrent_runs` execution slots (it also bounds the
-    /// pooling allocator's instance slots in use).
+    /// One of the `max_concurrent_runs` run slots (with the graph slot, they
+    /// bound the pooling allocator's instance slots in use).
     async fn slot(&self) -> Option<SemaphorePermit<'_>> {
         // The semaphore is never closed, so acquiring only fails in theory;
         // running without a slot then beats failing the run.

@@ -1,0 +1,368 @@
+//! The runner's overhead over bare wasmtime, its throughput, and what the
+//! compile cache saves. Not a test: it prints figures.
+//!
+//! ```text
+//! scripts/build-guests && cargo bench -p automata --bench runner
+//! ```
+//!
+//! Measures, for the welcome example, in one process:
+//! - (a) the floor: bare wasmtime, `InstancePre::instantiate_async` + `call_run`
+//!   with a fresh WASI context, on the runner's own engine (pooling allocator,
+//!   fuel and epochs on, so the engine's instrumentation is in both figures);
+//! - (a0) the same on an engine without fuel or epoch instrumentation, for
+//!   reference;
+//! - (b) the runner's full path, `Runner::run` (slot, fresh store with limits,
+//!   output capture, classification, accounting);
+//! - runs/s with one and two concurrent runners' tasks;
+//! - a cold `Runner::load` (compile) against a cache load.
+//!
+//! Samples of (a), (a0) and (b) are taken in interleaved blocks so that noise
+//! from other processes spreads over all three.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use automata::domain::workflow::{RunContext, TriggerInput};
+use automata::runner::{Outcome, Runner, RunnerConfig, Workflow};
+use serde_json::json;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Bare wasmtime's own bindings of the world, independent of the runner's.
+mod bare {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "workflow",
+        exports: { default: async },
+    });
+}
+
+use bare::automata::workflow::{log, types as wit};
+use bare::{Workflow as BareWorkflow, WorkflowPre};
+
+const BLOCKS: usize = 30;
+const RUNS_PER_BLOCK: usize = 100;
+const WARMUP: usize = 200;
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
+const COLD_LOADS: usize = 5;
+const CACHED_LOADS: usize = 20;
+
+/// Bare wasmtime's store state: WASI and a log that drops its lines.
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl log::Host for Bare {
+    fn log(&mut self, _level: log::Level, _message: String) {}
+}
+
+impl wit::Host for Bare {}
+
+fn guest(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run scripts/build-guests first",
+            path.display()
+        )
+    })
+}
+
+fn bare_pre(engine: &Engine, bytes: &[u8]) -> WorkflowPre<Bare> {
+    let component = Component::new(engine, bytes).expect("the welcome example compiles");
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    BareWorkflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).unwrap();
+    WorkflowPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+}
+
+fn uninstrumented_engine() -> Engine {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling({
+            let mut pool = PoolingAllocationConfig::new();
+            // As the runner's pool resets slots (see runner/engine.rs).
+            pool.total_component_instances(4)
+                .total_core_instances(64)
+                .total_memories(16)
+                .total_tables(64)
+                .total_stacks(4)
+                .pagemap_scan(wasmtime::Enabled::Auto)
+                .linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(1 << 20);
+            pool
+        }));
+    Engine::new(&config).unwrap()
+}
+
+/// One bare run; `metered` engines (the runner's) need fuel and an epoch
+/// deadline set on every store.
+async fn bare_run(
+    engine: &Engine,
+    metered: bool,
+    pre: &WorkflowPre<Bare>,
+    ctx: &wit::RunContext,
+    input: &wit::TriggerInput,
+) {
+    let mut store = Store::new(
+        engine,
+        Bare {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    if metered {
+        store.set_fuel(u64::MAX).unwrap();
+        store.set_epoch_deadline(u64::MAX / 2);
+    }
+    let instance = pre.instantiate_async(&mut store).await.unwrap();
+    let result = instance.call_run(&mut store, ctx, input).await.unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
+
+async fn runner_run(runner: &Runner, workflow: &Workflow, ctx: &RunContext, input: &TriggerInput) {
+    let report = runner.run(workflow, ctx, input).await;
+    assert!(
+        matches!(report.outcome, Outcome::Completed(_)),
+        "{:?}",
+        report.outcome
+    );
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Runs/s of `tasks` tasks each calling `run_once` in a loop for
+/// [`THROUGHPUT_WINDOW`].
+async fn throughput<F, Fut>(tasks: usize, run_once: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let run_once = run_once.clone();
+        handles.push(tokio::spawn(async move {
+            let mut runs = 0u64;
+            while started.elapsed() < THROUGHPUT_WINDOW {
+                run_once().await;
+                runs += 1;
+            }
+            runs
+        }));
+    }
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn inputs() -> (RunContext, TriggerInput) {
+    (
+        RunContext {
+            app_id: "bench".into(),
+            automation_id: "aut_bench".into(),
+            run_id: "atr_bench".into(),
+            run_as_user_id: None,
+            scheduled_at: None,
+            attempt: 1,
+        },
+        TriggerInput {
+            trigger: "thread.member_joined".into(),
+            payload: json!({"member": {"id": "usr_1", "name": "Ada"}, "thread": {"id": "thr_1", "name": "Ops"}}),
+        },
+    )
+}
+
+fn wit_inputs(ctx: &RunContext, input: &TriggerInput) -> (wit::RunContext, wit::TriggerInput) {
+    (
+        wit::RunContext {
+            app_id: ctx.app_id.clone(),
+            automation_id: ctx.automation_id.clone(),
+            run_id: ctx.run_id.clone(),
+            run_as_user_id: ctx.run_as_user_id.clone(),
+            scheduled_at: ctx.scheduled_at.clone(),
+            attempt: ctx.attempt,
+        },
+        wit::TriggerInput {
+            trigger: input.trigger.clone(),
+            payload: input.payload.to_string(),
+        },
+    )
+}
+
+async fn load_time(bytes: &[u8], cache_dir: PathBuf) -> (Duration, bool) {
+    let runner = Runner::new(RunnerConfig {
+        cache_dir: Some(cache_dir),
+        pooling: true,
+        ..RunnerConfig::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let workflow = runner.load(bytes).await.unwrap();
+    (started.elapsed(), workflow.from_cache())
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let bytes = guest("welcome-new-members");
+    let runner = Arc::new(
+        Runner::new(RunnerConfig {
+            pooling: true,
+            max_concurrent_runs: 2,
+            ..RunnerConfig::default()
+        })
+        .unwrap(),
+    );
+    println!("allocator: {:?}", runner.allocator());
+    let workflow = runner.load(&bytes).await.unwrap();
+    let floor_pre = bare_pre(runner.engine(), &bytes);
+    let plain_engine = uninstrumented_engine();
+    let plain = bare_pre(&plain_engine, &bytes);
+    let (ctx, input) = inputs();
+    let (wit_ctx, wit_input) = wit_inputs(&ctx, &input);
+
+    for _ in 0..WARMUP {
+        bare_run(runner.engine(), true, &floor_pre, &wit_ctx, &wit_input).await;
+        bare_run(&plain_engine, false, &plain, &wit_ctx, &wit_input).await;
+        runner_run(&runner, &workflow, &ctx, &input).await;
+    }
+    let mut floor_samples = Vec::new();
+    let mut plain_samples = Vec::new();
+    let mut runner_samples = Vec::new();
+    for _ in 0..BLOCKS {
+        for _ in 0..RUNS_PER_BLOCK {
+            let t = Instant::now();
+            bare_run(runner.engine(), true, &floor_pre, &wit_ctx, &wit_input).await;
+            floor_samples.push(t.elapsed());
+        }
+        for _ in 0..RUNS_PER_BLOCK {
+            let t = Instant::now();
+            bare_run(&plain_engine, false, &plain, &wit_ctx, &wit_input).await;
+            plain_samples.push(t.elapsed());
+        }
+        for _ in 0..RUNS_PER_BLOCK {
+            let t = Instant::now();
+            runner_run(&runner, &workflow, &ctx, &input).await;
+            runner_samples.push(t.elapsed());
+        }
+    }
+    let floor = median(&mut floor_samples);
+    let plain = median(&mut plain_samples);
+    let full = median(&mut runner_samples);
+    let n = BLOCKS * RUNS_PER_BLOCK;
+    println!("per-run median over {n} runs each (welcome-new-members):");
+    println!(
+        "  (a)  bare wasmtime, runner's engine:     {:>8.1} µs",
+        micros(floor)
+    );
+    println!(
+        "  (a0) bare wasmtime, no fuel/epochs:      {:>8.1} µs",
+        micros(plain)
+    );
+    println!(
+        "  (b)  Runner::run, full path:             {:>8.1} µs",
+        micros(full)
+    );
+    println!(
+        "  ratio (b)/(a):                           {:>8.2}",
+        full.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "  ratio (b)/(a0):                          {:>8.2}",
+        full.as_secs_f64() / plain.as_secs_f64()
+    );
+
+    let full_run = {
+        let (runner, workflow) = (runner.clone(), workflow.clone());
+        let (ctx, input) = (Arc::new(ctx.clone()), Arc::new(input.clone()));
+        move || {
+            let (runner, workflow) = (runner.clone(), workflow.clone());
+            let (ctx, input) = (ctx.clone(), input.clone());
+            async move { runner_run(&runner, &workflow, &ctx, &input).await }
+        }
+    };
+    let floor_run = {
+        let (engine, pre) = (runner.engine().clone(), floor_pre.clone());
+        let (ctx, input) = (Arc::new(wit_ctx.clone()), Arc::new(wit_input.clone()));
+        move || {
+            let (engine, pre) = (engine.clone(), pre.clone());
+            let (ctx, input) = (ctx.clone(), input.clone());
+            async move { bare_run(&engine, true, &pre, &ctx, &input).await }
+        }
+    };
+    let floor_one = throughput(1, floor_run.clone()).await;
+    let floor_two = throughput(2, floor_run).await;
+    let one = throughput(1, full_run.clone()).await;
+    let two = throughput(2, full_run).await;
+    println!(
+        "throughput over {:?} each (2 worker threads):",
+        THROUGHPUT_WINDOW
+    );
+    println!("  (a) bare wasmtime, 1 task:               {floor_one:>8.0} runs/s");
+    println!("  (a) bare wasmtime, 2 tasks:              {floor_two:>8.0} runs/s");
+    println!("  (b) Runner::run, 1 task:                 {one:>8.0} runs/s");
+    println!("  (b) Runner::run, 2 tasks:                {two:>8.0} runs/s");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cold = Vec::new();
+    for i in 0..COLD_LOADS {
+        let (took, from_cache) = load_time(&bytes, dir.path().join(format!("cold-{i}"))).await;
+        assert!(!from_cache);
+        cold.push(took);
+    }
+    let warm_dir = dir.path().join("cold-0");
+    let mut cached = Vec::new();
+    for _ in 0..CACHED_LOADS {
+        let (took, from_cache) = load_time(&bytes, warm_dir.clone()).await;
+        assert!(from_cache);
+        cached.push(took);
+    }
+    let cold = median(&mut cold);
+    let cached = median(&mut cached);
+    println!("Runner::load median (includes reading the graph):");
+    println!(
+        "  cold compile ({COLD_LOADS} loads):                 {:>8.2} ms",
+        cold.as_secs_f64() * 1e3
+    );
+    println!(
+        "  cache load ({CACHED_LOADS} loads):                  {:>8.2} ms",
+        cached.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio compile/cache:                     {:>8.1}",
+        cold.as_secs_f64() / cached.as_secs_f64()
+    );
+}

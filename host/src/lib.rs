@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod domain;
+pub mod execution;
 pub mod runner;
 pub mod server;
 pub mod service;

@@ -19,18 +19,48 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::schedule::Schedule;
 
 /// How late a tick may be handled and still count as on time rather than
 /// missed: covers timer slack and a busy host, not an outage.
-pub const ON_TIME_TOLERANCE: TimeDelta = TimeDelta::seconds(5);
+pub const ON_TIME_TOLERANCE: TimeDelta = TimeDelta::seconds(2);
 
 /// Most missed ticks `run_all` runs at once; older ones are recorded missed.
 pub const MAX_CATCHUP_RUNS: usize = 100;
 
 /// Counting missed ticks stops here; a count at the cap reads "at least".
 pub const MAX_COUNTED_TICKS: u64 = 10_000;
+
+/// Where the scheduler is in one automation's schedule: the last tick it
+/// handled, and the schedule that tick belongs to (a changed expression or
+/// time zone starts over from the change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleCursor {
+    /// The latest tick handled (run, or recorded as missed or skipped).
+    pub last_tick: DateTime<Utc>,
+    /// The cron expression it was a tick of.
+    pub expression: String,
+    /// The time zone it was read in.
+    pub timezone: String,
+}
+
+impl ScheduleCursor {
+    /// A cursor at `at` on `schedule`.
+    pub fn at(schedule: &Schedule, at: DateTime<Utc>) -> Self {
+        ScheduleCursor {
+            last_tick: at,
+            expression: schedule.expression().to_owned(),
+            timezone: schedule.timezone_name().to_owned(),
+        }
+    }
+
+    /// Whether the cursor belongs to `schedule` (same expression and zone).
+    pub fn follows(&self, schedule: &Schedule) -> bool {
+        self.expression == schedule.expression() && self.timezone == schedule.timezone_name()
+    }
+}
 
 /// What happens to missed ticks, by policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +230,15 @@ mod tests {
     }
 
     #[test]
+    fn cursors_belong_to_one_schedule() {
+        let at = utc("2026-02-28T09:00:00Z");
+        let cursor = ScheduleCursor::at(&every_minute(), at);
+        assert!(cursor.follows(&every_minute()));
+        assert!(!cursor.follows(&Schedule::parse("*/2 * * * *", None).unwrap()));
+        assert!(!cursor.follows(&Schedule::parse("* * * * *", Some("Europe/Berlin")).unwrap()));
+    }
+
+    #[test]
     fn an_on_time_tick_runs_under_every_policy() {
         for policy in [
             CatchUp::Skip,
@@ -346,13 +385,13 @@ mod tests {
                 window: TimeDelta::days(7),
             },
         );
-        assert_eq!(plan.run.len(), MAX_CATCHUP_RUNS + 5);
+        assert_eq!(plan.run.len(), MAX_CATCHUP_RUNS + 2);
         // The latest missed ticks run, then the on-time ones.
-        assert_eq!(plan.run[MAX_CATCHUP_RUNS - 1], utc("2026-03-02T23:59:55Z"));
+        assert_eq!(plan.run[MAX_CATCHUP_RUNS - 1], utc("2026-03-02T23:59:58Z"));
         assert_eq!(plan.run.last(), Some(&utc("2026-03-03T00:00:00Z")));
         let missed = plan.missed.unwrap();
         assert_eq!(missed.first, utc("2026-02-28T00:00:01Z"));
-        assert_eq!(missed.last, utc("2026-03-02T23:58:15Z"));
+        assert_eq!(missed.last, utc("2026-03-02T23:58:18Z"));
         assert_eq!(missed.count, MAX_COUNTED_TICKS);
         assert!(missed.describe().starts_with("missed at least 10000 ticks"));
     }

@@ -6,6 +6,8 @@
 pub mod automation;
 pub mod catchup;
 pub mod config;
+pub mod dispatch;
+pub mod event;
 pub mod events;
 pub mod ids;
 pub mod run;

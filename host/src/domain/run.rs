@@ -208,6 +208,9 @@ pub struct Run {
     pub rerun_of: Option<RunId>,
     /// For scheduled runs, the cron occurrence.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// A retry waiting out its backoff does not start before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
     /// The user the workflow executes as.
     pub run_as_user_id: Option<String>,
     /// The config executed.
@@ -248,6 +251,7 @@ impl Run {
             retry_of: None,
             rerun_of: None,
             scheduled_at,
+            not_before: None,
             run_as_user_id: automation.run_as_user_id.clone(),
             config_id: automation.config_id.clone(),
             config_digest: None,

@@ -5,6 +5,7 @@
 //! method that changes several keys does so atomically. Methods are blocking:
 //! async callers run them on a blocking thread (the service does).
 
+mod execution;
 mod sled_store;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::domain::automation::Automation;
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
+pub use execution::ExecutionStore;
 pub use sled_store::SledStore;
 
 /// Why a store operation failed.
@@ -84,7 +86,7 @@ impl Default for StoreOptions {
 
 /// Everything the host persists: configs (metadata, and component bytes
 /// stored once per digest), automations and runs.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ExecutionStore + Send + Sync + 'static {
     /// Stores a config and, unless a config with the same digest already holds
     /// them, its component bytes.
     fn insert_config(&self, config: &Config, component: &[u8]) -> Result<(), StoreError>;

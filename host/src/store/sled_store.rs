@@ -21,6 +21,8 @@
 //! last id returned: runs created later sort after it and cannot shift a page.
 //! Every multi-key change is one transaction over all five trees.
 
+mod execution;
+
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;

@@ -1,0 +1,522 @@
+//! The execution plane: cron ticks and platform events become runs, a
+//! bounded worker pool executes them through the runner, and every ending is
+//! stored on the run.
+//!
+//! - [`Execution::receive_event`]: event intake (fan-out, idempotency keys,
+//!   back-pressure); runs are stored before the answer is sent.
+//! - `scheduler`: sleeps until the earliest due time, woken by automation
+//!   changes; catch-up and overlap policies decide what ticks become.
+//! - `queue` + `dispatcher`: pending runs (durable in the store) start in
+//!   queue order as workers free up, within each automation's concurrency.
+//! - `worker`: executes one run and records its result, accounting and retry.
+//! - Recovery on start and a clean shutdown with a grace period.
+
+mod queue;
+mod scheduler;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::domain::automation::Automation;
+use crate::domain::dispatch::{self, REASON_CANCELLED_BY_OPERATOR};
+use crate::domain::event::{EventError, EventReceipt, IncomingEvent, RunNowRequest};
+use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
+use crate::domain::run::{Run, RunStatus};
+use crate::runner::{Runner, Workflow};
+use crate::service::AutomationChange;
+use crate::store::{Store, StoreError};
+pub use queue::QueueFull;
+use queue::{CancelFound, Queue, Waiting};
+
+/// How the execution plane is sized.
+#[derive(Debug, Clone)]
+pub struct ExecutionConfig {
+    /// Runs executing at once.
+    pub workers: usize,
+    /// Most runs waiting before event intake and run-now answer 429.
+    pub queue_capacity: usize,
+    /// How long shutdown lets running runs finish before cancelling them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_capacity: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why an execution request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// The event is malformed or unknown (400).
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    /// The run-now input is unusable (400).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The queue is full (429).
+    #[error(transparent)]
+    QueueFull(#[from] QueueFull),
+    /// No such run or automation in the app (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The run has already ended (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The automation cannot run (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The host is shutting down and takes no new work (503).
+    #[error("the host is shutting down and accepts no new runs")]
+    ShuttingDown,
+    /// The store failed (500, or what the store error says).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Intake's answer to an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventAnswer {
+    /// The receipt: the runs created.
+    pub receipt: EventReceipt,
+    /// Whether this is the stored answer to an earlier event with the same
+    /// idempotency key.
+    pub replayed: bool,
+}
+
+/// What recovery found on start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Runs left `running` by a crash, now failed.
+    pub interrupted: usize,
+    /// Of those, how many got a retry.
+    pub retried: usize,
+    /// Pending runs queued again.
+    pub resumed: usize,
+}
+
+/// The execution plane. Create with [`Execution::new`], then
+/// [`start`](Execution::start) it; [`shutdown`](Execution::shutdown) ends it.
+pub struct Execution {
+    shared: Arc<Shared>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// State shared by intake, scheduler, dispatcher and workers.
+struct Shared {
+    store: Arc<dyn Store>,
+    runner: Arc<Runner>,
+    config: ExecutionConfig,
+    queue: Queue,
+    scheduler: scheduler::Signals,
+    /// Compiled components by digest, so a run does not recompile.
+    workflows: Mutex<HashMap<String, Workflow>>,
+    ids: Mutex<IdSequence>,
+    accepting: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn mint_run_id(&self) -> RunId {
+        let now = Utc::now().timestamp_millis().max(0).unsigned_abs();
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        RunId::from_value(ids.next(now, rand::random()))
+    }
+
+    fn check_accepting(&self) -> Result<(), ExecutionError> {
+        if self.accepting.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ExecutionError::ShuttingDown)
+        }
+    }
+
+    /// A pending run's place in the queue.
+    fn waiting(run: &Run) -> (RunId, Waiting) {
+        (
+            run.id.clone(),
+            Waiting {
+                automation: run.automation_id.clone(),
+                not_before: run.not_before,
+            },
+        )
+    }
+
+    fn set_limit_of(&self, automation: &Automation) {
+        self.queue
+            .set_limit(&automation.id, dispatch::concurrency_limit(automation));
+    }
+}
+
+/// Runs store calls (which may wait for the disk) off the async workers.
+async fn blocking<T, F>(shared: &Arc<Shared>, call: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> T + Send + 'static,
+{
+    let shared = shared.clone();
+    match tokio::task::spawn_blocking(move || call(&shared)).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+impl Execution {
+    /// An execution plane over `store`, executing through `runner`.
+    pub fn new(store: Arc<dyn Store>, runner: Arc<Runner>, config: ExecutionConfig) -> Self {
+        let (stop, _) = watch::channel(false);
+        Execution {
+            shared: Arc::new(Shared {
+                store,
+                runner,
+                queue: Queue::new(config.queue_capacity, config.workers),
+                config,
+                scheduler: scheduler::Signals::default(),
+                workflows: Mutex::default(),
+                ids: Mutex::default(),
+                accepting: AtomicBool::new(true),
+                stop,
+            }),
+            tasks: Mutex::default(),
+        }
+    }
+
+    /// Recovers what a previous process left (running runs fail or retry,
+    /// pending runs are queued again), then starts the dispatcher and the
+    /// scheduler, which catches up on missed ticks.
+    pub async fn start(&self) -> Result<Recovery, StoreError> {
+        let recovery = blocking(&self.shared, worker::recover).await?;
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(dispatch_loop(self.shared.clone())));
+        tasks.push(tokio::spawn(scheduler::run(self.shared.clone())));
+        Ok(recovery)
+    }
+
+    /// Tells the scheduler and the queue that an automation was created,
+    /// changed, activated, paused, reset or deleted.
+    pub fn automation_changed(&self, app: &AppId, automation: &AutomationId) {
+        self.shared.scheduler.touch(app, automation);
+    }
+
+    /// Follows the control plane's automation changes until shutdown. A
+    /// receiver that fell behind re-examines every automation.
+    pub fn follow(&self, mut changes: broadcast::Receiver<AutomationChange>) {
+        let shared = self.shared.clone();
+        let mut stop = shared.stop.subscribe();
+        let task = tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    change = changes.recv() => change,
+                    _ = stop.wait_for(|stop| *stop) => return,
+                };
+                match change {
+                    Ok(AutomationChange::Saved(automation)) => {
+                        shared.scheduler.touch(&automation.app_id, &automation.id);
+                    }
+                    Ok(AutomationChange::Deleted { app_id, id }) => {
+                        shared.scheduler.touch(&app_id, &id);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!("missed {missed} automation changes; re-examining all");
+                        match blocking(&shared, |s| s.store.all_automations()).await {
+                            Ok(all) => {
+                                for automation in all {
+                                    shared.scheduler.touch(&automation.app_id, &automation.id);
+                                }
+                            }
+                            Err(error) => tracing::error!("cannot list automations: {error}"),
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Event intake: a run for every running trigger automation of `app`
+    /// listening to the event, stored (with the receipt, for an idempotency
+    /// key) before this returns.
+    pub async fn receive_event(
+        &self,
+        app: AppId,
+        event: IncomingEvent,
+    ) -> Result<EventAnswer, ExecutionError> {
+        event.validate()?;
+        self.shared.check_accepting()?;
+        let now = Utc::now();
+        let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
+        if let Some(key) = event.idempotency_key.clone() {
+            let lookup_app = app.clone();
+            let earlier = blocking(&self.shared, move |s| {
+                s.store.event_receipt(&lookup_app, &key)
+            })
+            .await?;
+            if let Some(receipt) = earlier.filter(|r| r.received_at >= replay_since) {
+                return Ok(EventAnswer {
+                    receipt,
+                    replayed: true,
+                });
+            }
+        }
+        let (lookup_app, trigger) = (app.clone(), event.trigger.clone());
+        let automations = blocking(&self.shared, move |s| {
+            s.store.running_trigger_automations(&lookup_app, &trigger)
+        })
+        .await?;
+        let reservation = self.shared.queue.reserve(automations.len())?;
+        let input = event.input();
+        let runs: Vec<Run> = automations
+            .iter()
+            .map(|automation| {
+                self.shared.set_limit_of(automation);
+                Run::pending(self.shared.mint_run_id(), automation, input.clone(), now)
+            })
+            .collect();
+        let receipt = EventReceipt {
+            app_id: app,
+            trigger: event.trigger,
+            idempotency_key: event.idempotency_key,
+            run_ids: runs.iter().map(|run| run.id.clone()).collect(),
+            received_at: now,
+        };
+        let (stored_receipt, stored_runs) = (receipt.clone(), runs.clone());
+        let earlier = blocking(&self.shared, move |s| {
+            s.store
+                .insert_event(&stored_receipt, &stored_runs, replay_since)
+        })
+        .await?;
+        if let Some(receipt) = earlier {
+            return Ok(EventAnswer {
+                receipt,
+                replayed: true,
+            });
+        }
+        self.shared.queue.enqueue(runs.iter().map(Shared::waiting));
+        drop(reservation);
+        Ok(EventAnswer {
+            receipt,
+            replayed: false,
+        })
+    }
+
+    /// Runs `automation` now on the given input (default: its own event with
+    /// an empty payload, or a scheduled tick at now), whatever its status.
+    pub async fn run_now(
+        &self,
+        automation: &Automation,
+        request: RunNowRequest,
+    ) -> Result<Run, ExecutionError> {
+        self.shared.check_accepting()?;
+        if automation.config_id.is_none() {
+            return Err(ExecutionError::Unprocessable(format!(
+                "automation {} has no config_id; set one (PATCH) before running it",
+                automation.id
+            )));
+        }
+        let now = Utc::now();
+        let input = request
+            .into_input(automation.event(), now)
+            .map_err(ExecutionError::InvalidInput)?;
+        let run = Run::pending(self.shared.mint_run_id(), automation, input, now);
+        self.shared.set_limit_of(automation);
+        self.enqueue_new(run).await
+    }
+
+    /// A new run of `run_id`'s automation on the same input, linked to it.
+    pub async fn rerun(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
+        self.shared.check_accepting()?;
+        let original = self.run_of(app, run_id).await?;
+        let (automation_app, automation_id) =
+            (original.app_id.clone(), original.automation_id.clone());
+        let automation = blocking(&self.shared, move |s| {
+            s.store.automation(&automation_app, &automation_id)
+        })
+        .await?
+        .ok_or_else(|| {
+            ExecutionError::NotFound(format!(
+                "automation {} of run {run_id} no longer exists",
+                original.automation_id
+            ))
+        })?;
+        let mut run = Run::pending(
+            self.shared.mint_run_id(),
+            &automation,
+            original.input.clone(),
+            Utc::now(),
+        );
+        run.rerun_of = Some(original.id.clone());
+        run.config_id = original.config_id.clone().or(run.config_id);
+        if run.config_id.is_none() {
+            return Err(ExecutionError::Unprocessable(format!(
+                "automation {} has no config_id to run",
+                automation.id
+            )));
+        }
+        self.shared.set_limit_of(&automation);
+        self.enqueue_new(run).await
+    }
+
+    async fn enqueue_new(&self, run: Run) -> Result<Run, ExecutionError> {
+        let reservation = self.shared.queue.reserve(1)?;
+        let stored = run.clone();
+        blocking(&self.shared, move |s| {
+            s.store.insert_runs(std::slice::from_ref(&stored))
+        })
+        .await?;
+        self.shared.queue.enqueue([Shared::waiting(&run)]);
+        drop(reservation);
+        Ok(run)
+    }
+
+    /// Cancels a pending or running run; a running one is interrupted and
+    /// this waits (briefly) until it has stopped. Returns the run as stored.
+    pub async fn cancel(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
+        let run = self.run_of(app, run_id).await?;
+        if run.status.is_terminal() {
+            return Err(ExecutionError::Conflict(format!(
+                "run {run_id} has already ended (status {})",
+                run.status
+            )));
+        }
+        match self
+            .shared
+            .queue
+            .cancel(run_id, REASON_CANCELLED_BY_OPERATOR)
+        {
+            CancelFound::Executing => self.wait_until_ended(run_id).await,
+            CancelFound::Waiting | CancelFound::Absent => {
+                let id = run_id.clone();
+                let cancelled = blocking(&self.shared, move |s| {
+                    s.store.update_run(&id, &mut |run| {
+                        run.transition(
+                            RunStatus::Cancelled,
+                            Utc::now(),
+                            Some(REASON_CANCELLED_BY_OPERATOR.to_owned()),
+                        )
+                    })
+                })
+                .await;
+                match cancelled {
+                    Ok(run) => Ok(run),
+                    // It started or ended meanwhile: cancel what executes.
+                    Err(StoreError::Transition(_)) => {
+                        self.shared
+                            .queue
+                            .cancel(run_id, REASON_CANCELLED_BY_OPERATOR);
+                        self.wait_until_ended(run_id).await
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    async fn wait_until_ended(&self, run_id: &RunId) -> Result<Run, ExecutionError> {
+        // A cancelled run stops within an epoch tick; storing its end takes
+        // a disk write. Give up waiting (not cancelling) after a few seconds.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let id = run_id.clone();
+            let run = blocking(&self.shared, move |s| s.store.run(&id))
+                .await?
+                .ok_or_else(|| ExecutionError::NotFound(format!("run {run_id} does not exist")))?;
+            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn run_of(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
+        let id = run_id.clone();
+        blocking(&self.shared, move |s| s.store.run(&id))
+            .await?
+            .filter(|run| &run.app_id == app)
+            .ok_or_else(|| {
+                ExecutionError::NotFound(format!("run {run_id} does not exist in app {app}"))
+            })
+    }
+
+    /// Runs waiting and executing now.
+    pub fn load(&self) -> (usize, usize) {
+        (self.shared.queue.waiting(), self.shared.queue.executing())
+    }
+
+    /// Stops taking work, lets executing runs finish within the grace
+    /// period, cancels the rest (reason `host shut down`) and flushes the
+    /// store. Pending runs stay pending for the next start.
+    pub async fn shutdown(&self) {
+        self.shared.accepting.store(false, Ordering::Release);
+        self.shared.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            // The loops end when told to stop; a panic was already reported.
+            let _ = task.await;
+        }
+        let grace = tokio::time::Instant::now() + self.shared.config.shutdown_grace;
+        while self.shared.queue.executing() > 0 && tokio::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cancelled = self
+            .shared
+            .queue
+            .cancel_executing(dispatch::REASON_HOST_SHUT_DOWN);
+        if cancelled > 0 {
+            tracing::warn!("cancelling {cancelled} run(s) still executing after the grace period");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.shared.queue.executing() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        if let Err(error) = blocking(&self.shared, |s| s.store.flush()).await {
+            tracing::error!("flushing the store on shutdown failed: {error}");
+        }
+    }
+}
+
+/// Starts queued runs as workers free up; sleeps until a run is queued or
+/// ends, or a retry's backoff is over.
+async fn dispatch_loop(shared: Arc<Shared>) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let (startable, wake_at) = shared.queue.take_startable(Utc::now());
+        for (id, cancel) in startable {
+            tokio::spawn(worker::execute(shared.clone(), id, cancel));
+        }
+        let backoff = wake_at.map(|at| {
+            (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(1))
+        });
+        tokio::select! {
+            () = shared.queue.changed() => {}
+            () = sleep_for(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Sleeps for `duration`, or forever when there is none.
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}

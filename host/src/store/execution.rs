@@ -1,0 +1,66 @@
+//! What the execution plane stores besides runs: the scheduler's cursor per
+//! scheduled automation and the receipts of events sent with an idempotency
+//! key. Every method that writes several keys does so atomically, so a crash
+//! never leaves a tick or an event half recorded.
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::catchup::ScheduleCursor;
+use crate::domain::event::EventReceipt;
+use crate::domain::ids::{AppId, AutomationId, RunId};
+use crate::domain::run::{Run, RunTransitionError};
+
+/// The execution plane's part of the [`Store`](super::Store).
+pub trait ExecutionStore {
+    /// Ends a run with `change` and stores `retry` (its next attempt), in one
+    /// transaction. `change` may be called more than once if it retries.
+    fn finish_run(
+        &self,
+        id: &RunId,
+        change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
+        retry: Option<&Run>,
+    ) -> Result<Run, StoreError>;
+
+    /// The scheduler's cursor of a scheduled automation.
+    fn schedule_cursor(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+    ) -> Result<Option<ScheduleCursor>, StoreError>;
+
+    /// Sets the scheduler's cursor, or removes it (`None`).
+    fn set_schedule_cursor(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+        cursor: Option<&ScheduleCursor>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores the runs of handled ticks and moves the cursor, in one
+    /// transaction. Refused if the automation no longer exists.
+    fn insert_tick_runs(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+        runs: &[Run],
+        cursor: &ScheduleCursor,
+    ) -> Result<(), StoreError>;
+
+    /// The receipt of the app's event with this idempotency key.
+    fn event_receipt(&self, app: &AppId, key: &str) -> Result<Option<EventReceipt>, StoreError>;
+
+    /// Stores an event's runs and, when it has an idempotency key, its
+    /// receipt, in one transaction — unless a receipt for that key received at
+    /// or after `replay_since` exists: then nothing is stored and that receipt
+    /// is returned. Refused if a run's automation no longer exists.
+    fn insert_event(
+        &self,
+        receipt: &EventReceipt,
+        runs: &[Run],
+        replay_since: DateTime<Utc>,
+    ) -> Result<Option<EventReceipt>, StoreError>;
+
+    /// Removes receipts received before `before`; returns how many.
+    fn purge_event_receipts(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+}

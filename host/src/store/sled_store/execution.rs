@@ -1,0 +1,336 @@
+//! The sled side of [`ExecutionStore`]. Its records live in the `index` tree
+//! so they join the same transactions as runs:
+//!
+//! | Key | Value |
+//! | --- | --- |
+//! | `sc/{app}/{aut_id}` | the scheduler's cursor (JSON) |
+//! | `ev/{app}/{idempotency_key}` | an event's receipt (JSON) |
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Utc};
+
+use super::{SledStore, Tx, abort, automation_key, backend, decode, encode, key};
+use crate::domain::catchup::ScheduleCursor;
+use crate::domain::event::EventReceipt;
+use crate::domain::ids::{AppId, AutomationId, RunId};
+use crate::domain::run::{Run, RunTransitionError};
+use crate::store::{ExecutionStore, StoreError};
+
+const RECEIPTS: &str = "ev/";
+
+fn cursor_key(app: &AppId, automation: &AutomationId) -> Vec<u8> {
+    key(&["sc", app.as_str(), automation.as_str()])
+}
+
+/// The key is the last part, so a `/` inside it cannot collide.
+fn receipt_key(app: &AppId, idempotency_key: &str) -> Vec<u8> {
+    key(&["ev", app.as_str(), idempotency_key])
+}
+
+impl Tx<'_> {
+    /// Inserts new runs, refusing runs of automations that do not exist.
+    fn put_new_runs(&self, runs: &[Run]) -> Result<(), super::TxError> {
+        for run in runs {
+            if self
+                .automations
+                .get(automation_key(&run.app_id, &run.automation_id))?
+                .is_none()
+            {
+                return Err(abort(StoreError::AutomationNotFound(
+                    run.automation_id.clone(),
+                )));
+            }
+            self.put_run(run, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionStore for SledStore {
+    fn finish_run(
+        &self,
+        id: &RunId,
+        change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
+        retry: Option<&Run>,
+    ) -> Result<Run, StoreError> {
+        let change = RefCell::new(change);
+        self.transact(|tx| {
+            let Some(previous) = Tx::get::<Run>(tx.runs, id.as_str().as_bytes())? else {
+                return Err(abort(StoreError::RunNotFound(id.clone())));
+            };
+            let mut run = previous.clone();
+            (change.borrow_mut())(&mut run).map_err(|e| abort(e.into()))?;
+            tx.put_run(&run, Some(&previous))?;
+            if let Some(retry) = retry {
+                tx.put_run(retry, None)?;
+            }
+            Ok(run)
+        })
+    }
+
+    fn schedule_cursor(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+    ) -> Result<Option<ScheduleCursor>, StoreError> {
+        Self::get(&self.index, &cursor_key(app, automation))
+    }
+
+    fn set_schedule_cursor(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+        cursor: Option<&ScheduleCursor>,
+    ) -> Result<(), StoreError> {
+        let key = cursor_key(app, automation);
+        self.transact(|tx| {
+            match cursor {
+                Some(cursor) => tx.index.insert(key.as_slice(), encode(cursor))?,
+                None => tx.index.remove(key.as_slice())?,
+            };
+            Ok(())
+        })
+    }
+
+    fn insert_tick_runs(
+        &self,
+        app: &AppId,
+        automation: &AutomationId,
+        runs: &[Run],
+        cursor: &ScheduleCursor,
+    ) -> Result<(), StoreError> {
+        let owner = automation_key(app, automation);
+        let key = cursor_key(app, automation);
+        self.transact(|tx| {
+            if tx.automations.get(owner.as_slice())?.is_none() {
+                return Err(abort(StoreError::AutomationNotFound(automation.clone())));
+            }
+            tx.put_new_runs(runs)?;
+            tx.index.insert(key.as_slice(), encode(cursor))?;
+            Ok(())
+        })
+    }
+
+    fn event_receipt(&self, app: &AppId, key: &str) -> Result<Option<EventReceipt>, StoreError> {
+        Self::get(&self.index, &receipt_key(app, key))
+    }
+
+    fn insert_event(
+        &self,
+        receipt: &EventReceipt,
+        runs: &[Run],
+        replay_since: DateTime<Utc>,
+    ) -> Result<Option<EventReceipt>, StoreError> {
+        let key = receipt
+            .idempotency_key
+            .as_deref()
+            .map(|idempotency_key| receipt_key(&receipt.app_id, idempotency_key));
+        self.transact(|tx| {
+            if let Some(key) = &key {
+                if let Some(earlier) = Tx::get::<EventReceipt>(tx.index, key)?
+                    && earlier.received_at >= replay_since
+                {
+                    return Ok(Some(earlier));
+                }
+                tx.index.insert(key.as_slice(), encode(receipt))?;
+            }
+            tx.put_new_runs(runs)?;
+            Ok(None)
+        })
+    }
+
+    fn purge_event_receipts(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut expired = sled::Batch::default();
+        let mut count = 0;
+        for entry in self.index.scan_prefix(RECEIPTS) {
+            let (key, value) = entry.map_err(backend)?;
+            let receipt: EventReceipt = decode(&value)?;
+            if receipt.received_at < before {
+                expired.remove(key);
+                count += 1;
+            }
+        }
+        self.index.apply_batch(expired).map_err(backend)?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::automation::{Automation, NewAutomation};
+    use crate::domain::event::scheduled_input;
+    use crate::domain::ids::IdSequence;
+    use crate::domain::run::RunStatus;
+    use crate::domain::schedule::Schedule;
+    use crate::domain::workflow::TriggerInput;
+    use crate::store::{Store, StoreOptions};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SledStore,
+        ids: IdSequence,
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_772_000_000 + seconds, 0).unwrap()
+    }
+
+    fn app() -> AppId {
+        "default".parse().unwrap()
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+            Fixture {
+                _dir: dir,
+                store,
+                ids: IdSequence::default(),
+            }
+        }
+
+        fn automation(&mut self) -> Automation {
+            let new: NewAutomation = serde_json::from_value(
+                json!({"name": "s", "type": "scheduled", "schedule": "* * * * *"}),
+            )
+            .unwrap();
+            let id = AutomationId::from_value(self.ids.next(1_772_000_000_000, 0));
+            let automation = Automation::create(id, app(), new, at(0)).unwrap();
+            self.store.insert_automation(&automation).unwrap();
+            automation
+        }
+
+        fn run(&mut self, automation: &Automation, input: TriggerInput) -> Run {
+            let id = RunId::from_value(self.ids.next(1_772_000_000_000, 0));
+            Run::pending(id, automation, input, at(1))
+        }
+    }
+
+    #[test]
+    fn ticks_and_cursor_are_stored_together() {
+        let mut fx = Fixture::new();
+        let automation = fx.automation();
+        let schedule = Schedule::parse("* * * * *", None).unwrap();
+        assert_eq!(
+            fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
+            None
+        );
+        let run = fx.run(&automation, scheduled_input(at(60)));
+        let cursor = ScheduleCursor::at(&schedule, at(60));
+        fx.store
+            .insert_tick_runs(&app(), &automation.id, std::slice::from_ref(&run), &cursor)
+            .unwrap();
+        assert_eq!(
+            fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
+            Some(cursor.clone())
+        );
+        assert_eq!(fx.store.run(&run.id).unwrap(), Some(run));
+        fx.store
+            .set_schedule_cursor(&app(), &automation.id, None)
+            .unwrap();
+        assert_eq!(
+            fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
+            None
+        );
+        // A deleted automation takes no ticks.
+        let gone = AutomationId::from_value(7);
+        let error = fx
+            .store
+            .insert_tick_runs(&app(), &gone, &[], &cursor)
+            .unwrap_err();
+        assert!(matches!(error, StoreError::AutomationNotFound(_)));
+    }
+
+    #[test]
+    fn a_finished_run_and_its_retry_are_stored_together() {
+        let mut fx = Fixture::new();
+        let automation = fx.automation();
+        let run = fx.run(&automation, scheduled_input(at(60)));
+        fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
+        let mut retry = fx.run(&automation, scheduled_input(at(60)));
+        retry.attempt = 2;
+        retry.retry_of = Some(run.id.clone());
+        let failed = fx
+            .store
+            .finish_run(
+                &run.id,
+                &mut |run| run.transition(RunStatus::Failed, at(2), Some("boom".into())),
+                Some(&retry),
+            )
+            .unwrap();
+        assert_eq!(failed.status, RunStatus::Failed);
+        let pending = fx
+            .store
+            .runs_with_status(RunStatus::Pending, None, 10)
+            .unwrap();
+        assert_eq!(pending, [retry]);
+        // An impossible change stores nothing, not even the retry.
+        let orphan = fx.run(&automation, scheduled_input(at(60)));
+        let error = fx
+            .store
+            .finish_run(
+                &run.id,
+                &mut |run| run.transition(RunStatus::Running, at(3), None),
+                Some(&orphan),
+            )
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Transition(_)));
+        assert_eq!(fx.store.run(&orphan.id).unwrap(), None);
+    }
+
+    #[test]
+    fn receipts_dedupe_within_the_window_and_expire() {
+        let mut fx = Fixture::new();
+        let automation = fx.automation();
+        let input = TriggerInput {
+            trigger: "thread.created".into(),
+            payload: json!({}),
+        };
+        let first = fx.run(&automation, input.clone());
+        let receipt = EventReceipt {
+            app_id: app(),
+            trigger: "thread.created".into(),
+            idempotency_key: Some("key/with/slashes".into()),
+            run_ids: vec![first.id.clone()],
+            received_at: at(10),
+        };
+        let since = at(10) - TimeDelta::hours(24);
+        assert_eq!(
+            fx.store
+                .insert_event(&receipt, std::slice::from_ref(&first), since)
+                .unwrap(),
+            None
+        );
+        // The repeat stores nothing and gets the first receipt.
+        let second = fx.run(&automation, input);
+        let repeat = EventReceipt {
+            run_ids: vec![second.id.clone()],
+            received_at: at(20),
+            ..receipt.clone()
+        };
+        assert_eq!(
+            fx.store
+                .insert_event(&repeat, std::slice::from_ref(&second), since)
+                .unwrap(),
+            Some(receipt.clone())
+        );
+        assert_eq!(fx.store.run(&second.id).unwrap(), None);
+        assert_eq!(
+            fx.store.event_receipt(&app(), "key/with/slashes").unwrap(),
+            Some(receipt)
+        );
+        // Past the window the key is free again; purging removes old receipts.
+        assert_eq!(fx.store.purge_event_receipts(at(11)).unwrap(), 1);
+        assert_eq!(
+            fx.store.event_receipt(&app(), "key/with/slashes").unwrap(),
+            None
+        );
+        assert_eq!(fx.store.purge_event_receipts(at(11)).unwrap(), 0);
+    }
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::execution::{Execution, ExecutionConfig};
 use crate::runner::{Runner, RunnerConfig, SetupError};
 use crate::service::{Service, ServiceSettings};
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub store: StoreOptions,
     /// Service limits.
     pub service: ServiceSettings,
+    /// Workers, queue size and shutdown grace of the execution plane.
+    pub execution: ExecutionConfig,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -54,6 +57,7 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     service: Arc<Service>,
+    execution: Arc<Execution>,
 }
 
 impl Server {
@@ -74,6 +78,11 @@ impl Server {
             ..RunnerConfig::default()
         })?);
         let service = Arc::new(Service::new(Arc::new(store), runner, config.service));
+        let execution = Arc::new(Execution::new(
+            Arc::clone(service.store()),
+            Arc::clone(service.runner()),
+            config.execution.clone(),
+        ));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -81,7 +90,11 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(Server { listener, service })
+        Ok(Server {
+            listener,
+            service,
+            execution,
+        })
     }
 
     /// The address actually bound.
@@ -96,18 +109,38 @@ impl Server {
         &self.service
     }
 
-    /// Serves until `shutdown` completes, lets in-flight requests finish, then
-    /// flushes the store.
+    /// The execution plane (queue, workers, scheduler).
+    pub fn execution(&self) -> &Arc<Execution> {
+        &self.execution
+    }
+
+    /// Recovers and starts the execution plane, serves until `shutdown`
+    /// completes, lets in-flight requests finish, shuts the execution plane
+    /// down (grace period for running runs), then flushes the store.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let store: Arc<dyn Store> = Arc::clone(self.service.store());
-        let app = api::router(self.service);
+        self.execution.follow(self.service.subscribe());
+        let recovery = self.execution.start().await?;
+        if recovery != Default::default() {
+            tracing::info!(
+                interrupted = recovery.interrupted,
+                retried = recovery.retried,
+                resumed = recovery.resumed,
+                "recovered runs from the previous process"
+            );
+        }
+        let app = api::router(Arc::clone(&self.service)).merge(api::execution::routes(
+            self.service,
+            Arc::clone(&self.execution),
+        ));
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve)?;
+        self.execution.shutdown().await;
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;

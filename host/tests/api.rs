@@ -54,6 +54,7 @@ impl TestServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             store: StoreOptions::default(),
             service: ServiceSettings { max_config_bytes },
+            execution: Default::default(),
         };
         let server = Server::bind(&config).await.expect("server starts");
         let base = format!("http://{}", server.local_addr());

@@ -6,6 +6,7 @@
 pub mod automations;
 pub mod configs;
 pub mod error;
+pub mod execution;
 pub mod extract;
 pub mod runs;
 
@@ -49,11 +50,16 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
         configs::list,
         configs::show,
         configs::delete,
+        execution::receive_event,
+        execution::run_now,
+        execution::cancel,
+        execution::rerun,
     ),
     tags(
         (name = "automations", description = "Automations and their lifecycle"),
         (name = "runs", description = "Automation runs"),
         (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
+        (name = "events", description = "Platform events that trigger automations"),
     )
 )]
 pub struct ApiDoc;

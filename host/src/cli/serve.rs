@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use crate::execution::ExecutionConfig;
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 use crate::service::{DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
 use crate::store::{Durability, StoreOptions};
@@ -35,6 +36,15 @@ pub struct Serve {
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_CONFIG_BYTES)]
     max_config_bytes: usize,
+    /// Runs executing at once (default: the number of cores).
+    #[arg(long, env = "AUTOMATA_WORKERS")]
+    workers: Option<usize>,
+    /// Most runs waiting to execute; past it event intake answers 429.
+    #[arg(long, default_value_t = ExecutionConfig::default().queue_capacity)]
+    queue_capacity: usize,
+    /// Seconds running runs get to finish on shutdown before they are cancelled.
+    #[arg(long, default_value_t = ExecutionConfig::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
 }
 
 fn parse_flush(text: &str) -> Result<Durability, String> {
@@ -73,6 +83,14 @@ impl Serve {
             },
             service: ServiceSettings {
                 max_config_bytes: self.max_config_bytes,
+            },
+            execution: ExecutionConfig {
+                workers: self
+                    .workers
+                    .unwrap_or(ExecutionConfig::default().workers)
+                    .max(1),
+                queue_capacity: self.queue_capacity,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
             },
         };
         let server = Server::bind(&config).await?;

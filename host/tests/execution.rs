@@ -1,0 +1,987 @@
+//! The execution plane over HTTP: a real server on a loopback port runs the
+//! example components (and the `hostile` and `sleeper` fixtures) on events,
+//! cron ticks and run actions; retries, policies, shutdown and recovery after
+//! SIGKILL included.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use automata::execution::ExecutionConfig;
+use automata::server::{Server, ServerConfig};
+use automata::service::ServiceSettings;
+use automata::store::StoreOptions;
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+fn guest(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; build the guests with scripts/build-guests",
+            path.display()
+        )
+    })
+}
+
+/// An HTTP client for one server's base URL.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: String) -> Self {
+        Api {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request is answered");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, value) = self.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {value}");
+        value
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn upload(&self, app: &str, name: &str) -> String {
+        let response = self
+            .client
+            .post(format!("{}/apps/{app}/configs", self.base))
+            .header("content-type", "application/wasm")
+            .body(guest(name))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "upload {name}");
+        let config: Value = response.json().await.unwrap();
+        id(&config)
+    }
+
+    /// Creates an automation in `app`, activated unless it says `"draft"`.
+    async fn automation(&self, app: &str, mut body: Value, activate: bool) -> String {
+        body["name"] = body.get("name").cloned().unwrap_or(json!("test"));
+        let (status, created) = self.post(&format!("/apps/{app}/automations"), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let automation = id(&created);
+        if activate {
+            let (status, active) = self
+                .post(
+                    &format!("/apps/{app}/automations/{automation}/activate"),
+                    json!(null),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{active}");
+        }
+        automation
+    }
+
+    /// A running trigger automation of the default app on `event`.
+    async fn trigger(&self, event: &str, config: &str, extra: Value) -> String {
+        let mut body = json!({"type": "trigger", "trigger": event, "config_id": config});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        self.automation("default", body, true).await
+    }
+
+    async fn pause(&self, automation: &str) {
+        let (status, paused) = self
+            .post(
+                &format!("/apps/default/automations/{automation}/pause"),
+                json!(null),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{paused}");
+    }
+
+    /// Sends an event to the default app; the first run it created.
+    async fn first_run(&self, event: Value) -> String {
+        let receipt = self.send_event("default", event).await;
+        receipt["run_ids"][0].as_str().expect("a run").to_owned()
+    }
+
+    async fn wait_running(&self, run: &str) {
+        self.wait_run("default", run, Duration::from_secs(10), |run| {
+            status(run) == "running"
+        })
+        .await;
+    }
+
+    async fn send_event(&self, app: &str, event: Value) -> Value {
+        let (status, receipt) = self.post(&format!("/apps/{app}/events"), event).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+        receipt
+    }
+
+    async fn run(&self, app: &str, run: &str) -> Value {
+        self.get(&format!("/apps/{app}/automations/runs/{run}"))
+            .await
+    }
+
+    /// Every run of an automation, oldest first.
+    async fn runs(&self, app: &str, automation: &str) -> Vec<Value> {
+        let page = self
+            .get(&format!(
+                "/apps/{app}/automations/{automation}/runs?limit=100"
+            ))
+            .await;
+        let mut runs = page["data"].as_array().unwrap().clone();
+        runs.reverse();
+        runs
+    }
+
+    /// Polls a run until `done` holds, for at most `within`.
+    async fn wait_run(
+        &self,
+        app: &str,
+        run: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let current = self.run(app, run).await;
+            if done(&current) {
+                return current;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run never got there: {current:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn wait_ended(&self, app: &str, run: &str) -> Value {
+        self.wait_run(app, run, Duration::from_secs(20), |run| {
+            ["completed", "failed", "cancelled"].contains(&run["status"].as_str().unwrap())
+        })
+        .await
+    }
+
+    /// Polls an automation's runs until `done` holds, for at most `within`.
+    async fn wait_runs(
+        &self,
+        app: &str,
+        automation: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let runs = self.runs(app, automation).await;
+            if done(&runs) {
+                return runs;
+            }
+            assert!(Instant::now() < deadline, "runs never got there: {runs:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn id(value: &Value) -> String {
+    value["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {value}"))
+        .to_owned()
+}
+
+fn status(run: &Value) -> &str {
+    run["status"].as_str().unwrap()
+}
+
+fn count(runs: &[Value], wanted: &str) -> usize {
+    runs.iter().filter(|run| status(run) == wanted).count()
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// A server running in this process on 127.0.0.1:0.
+struct TestServer {
+    api: Api,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(data_dir: &Path, execution: ExecutionConfig) -> Self {
+        let config = ServerConfig {
+            data_dir: data_dir.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: StoreOptions::default(),
+            service: ServiceSettings::default(),
+            execution,
+        };
+        let server = Server::bind(&config).await.expect("server starts");
+        let api = Api::new(format!("http://{}", server.local_addr()));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestServer { api, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+fn workers(workers: usize) -> ExecutionConfig {
+    ExecutionConfig {
+        workers,
+        ..ExecutionConfig::default()
+    }
+}
+
+fn welcome_payload() -> Value {
+    json!({"member": {"id": "usr_ada", "name": "Ada"}, "thread": {"id": "thr_1", "name": "General"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_fans_out_to_exactly_the_matching_running_automations() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let sleeper = api.upload("default", "sleeper").await;
+    let other_welcome = api.upload("other", "welcome-new-members").await;
+    let joined = |config: &str| json!({"type": "trigger", "trigger": "thread.member_joined", "config_id": config});
+    let running = api.automation("default", joined(&welcome), true).await;
+    let also_running = api.automation("default", joined(&welcome), true).await;
+    let draft = api.automation("default", joined(&welcome), false).await;
+    let paused = api.automation("default", joined(&welcome), true).await;
+    api.pause(&paused).await;
+    let other_event = api.trigger("thread.created", &sleeper, json!({})).await;
+    let other_app = api.automation("other", joined(&other_welcome), true).await;
+
+    let looping = api
+        .first_run(json!({"trigger": "thread.member_joined", "payload": welcome_payload()}))
+        .await;
+    assert_eq!(receipt["trigger"], "thread.member_joined");
+    let run_ids: Vec<String> = receipt["run_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(run_ids.len(), 2, "{receipt}");
+    let mut owners = Vec::new();
+    for run_id in &run_ids {
+        assert!(run_id.starts_with("atr_"));
+        let run = api.wait_ended("default", run_id).await;
+        assert_eq!(status(&run), "completed", "{run:#}");
+        assert_eq!(
+            run["input"],
+            json!({"trigger": "thread.member_joined", "payload": welcome_payload()})
+        );
+        assert_eq!(run["result"]["output"], json!(["Welcome to General, Ada!"]));
+        assert_eq!(run["result"]["payload"]["member_id"], "usr_ada");
+        assert!(run["accounting"]["fuel_consumed"].as_u64().unwrap() > 0);
+        assert!(
+            run["config_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        let history: Vec<&str> = run["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|change| change["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(history, ["pending", "running", "completed"]);
+        owners.push(run["automation_id"].as_str().unwrap().to_owned());
+    }
+    owners.sort();
+    let mut expected = vec![running.clone(), also_running];
+    expected.sort();
+    assert_eq!(owners, expected);
+    for idle in [&draft, &paused, &other_event] {
+        assert!(api.runs("default", idle).await.is_empty());
+    }
+    assert!(api.runs("other", &other_app).await.is_empty());
+
+    // The other app's event reaches only its own automation.
+    let receipt = api
+        .send_event("other", json!({"trigger": "thread.member_joined"}))
+        .await;
+    assert_eq!(receipt["run_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(api.runs("default", &running).await.len(), 1);
+
+    // Unknown events and malformed bodies are refused.
+    let (code, error) = api
+        .post(
+            "/apps/default/events",
+            json!({"trigger": "thread.exploded"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("thread.exploded")
+    );
+    let (code, _) = api
+        .post(
+            "/apps/default/events",
+            json!({"trigger": "thread.created", "x": 1}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = api
+        .post("/apps/bad.app/events", json!({"trigger": "thread.created"}))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_dedupe_and_replay_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let automation = api
+        .trigger("thread.member_joined", &welcome, json!({}))
+        .await;
+    let event = json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": "join-42"});
+    let first = api
+        .client
+        .post(format!("{}/apps/default/events", api.base))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = api
+        .client
+        .post(format!("{}/apps/default/events", api.base))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(api.runs("default", &automation).await.len(), 1);
+
+    // Another key, or the same key in another app, is a new event.
+    let mut other = event.clone();
+    other["idempotency_key"] = json!("join-43");
+    let second = api.send_event("default", other).await;
+    assert_ne!(second["run_ids"], first["run_ids"]);
+    assert_eq!(api.runs("default", &automation).await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seconds_cron_runs_with_correct_scheduled_at_and_pause_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let digest = api.upload("default", "daily-digest").await;
+    let activated_at = Utc::now();
+    let automation = api
+        .automation(
+            "default",
+            json!({"type": "scheduled", "schedule": "*/1 * * * * *", "config_id": digest, "run_as_user_id": "usr_abc123"}),
+            true,
+        )
+        .await;
+    let runs = api
+        .wait_runs("default", &automation, Duration::from_secs(10), |runs| {
+            count(runs, "completed") >= 3
+        })
+        .await;
+    let completed: Vec<&Value> = runs.iter().filter(|r| status(r) == "completed").collect();
+    let mut previous: Option<DateTime<Utc>> = None;
+    for run in &completed {
+        let scheduled_at = time(&run["scheduled_at"]);
+        assert_eq!(scheduled_at.timestamp_subsec_nanos(), 0, "whole seconds");
+        assert!(scheduled_at > activated_at - chrono::TimeDelta::seconds(1));
+        assert_eq!(
+            run["input"],
+            json!({"trigger": "workflow.scheduled", "payload": {"scheduled_at": run["scheduled_at"]}})
+        );
+        // Created at its due time (not early, not much later).
+        let lateness = time(&run["created_at"]) - scheduled_at;
+        assert!(
+            lateness >= chrono::TimeDelta::zero() && lateness < chrono::TimeDelta::seconds(2),
+            "{lateness}"
+        );
+        assert_eq!(run["run_as_user_id"], "usr_abc123");
+        assert_eq!(run["result"]["payload"]["recipient"], "usr_abc123");
+        assert_eq!(
+            run["result"]["payload"]["period"]["to"],
+            run["scheduled_at"]
+        );
+        if let Some(previous) = previous {
+            assert_eq!(scheduled_at - previous, chrono::TimeDelta::seconds(1));
+        }
+        previous = Some(scheduled_at);
+    }
+    let shown = api
+        .get(&format!("/apps/default/automations/{automation}"))
+        .await;
+    assert!(time(&shown["next_run_at"]) > previous.unwrap());
+
+    api.pause(&automation).await;
+    let after_pause = api.runs("default", &automation).await.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = api.runs("default", &automation).await;
+    assert_eq!(runs.len(), after_pause, "no ticks while paused");
+    assert_eq!(count(&runs, "pending") + count(&runs, "running"), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_cancels_pending_runs_and_the_queue_pushes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ExecutionConfig {
+        workers: 1,
+        queue_capacity: 3,
+        ..ExecutionConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api.trigger("thread.created", &sleeper, json!({})).await;
+    // The first run holds the only worker; the next three wait.
+    let first = api
+        .send_event(
+            "default",
+            json!({"trigger": "thread.created", "payload": {"sleep_ms": 1500}}),
+        )
+        .await;
+    let first = first["run_ids"][0].as_str().unwrap().to_owned();
+    api.wait_running(&first).await;
+    for _ in 0..3 {
+        api.send_event("default", json!({"trigger": "thread.created"}))
+            .await;
+    }
+    let (code, error) = api
+        .post("/apps/default/events", json!({"trigger": "thread.created"}))
+        .await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{error}");
+    assert_eq!(error["error"]["code"], "too_many_requests");
+
+    api.pause(&automation).await;
+    let runs = api.runs("default", &automation).await;
+    let cancelled: Vec<&Value> = runs.iter().filter(|r| status(r) == "cancelled").collect();
+    assert_eq!(cancelled.len(), 3, "{runs:#?}");
+    for run in cancelled {
+        assert_eq!(run["reason"], "automation paused");
+    }
+    // The running run was not pending: it finishes normally.
+    let first = api.wait_ended("default", &first).await;
+    assert_eq!(status(&first), "completed");
+    // Room again: the queue took back the cancelled runs.
+    api.send_event("default", json!({"trigger": "thread.created"}))
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_fail_with_the_spec_message_and_cancel_interrupts_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let hostile = api.upload("default", "hostile").await;
+    let quick = api
+        .trigger(
+            "thread.created",
+            &hostile,
+            json!({"limits": {"timeout_ms": 300, "fuel": 1_000_000_000_000u64}}),
+        )
+        .await;
+    let receipt = api
+        .send_event(
+            "default",
+            json!({"trigger": "thread.created", "payload": {"case": "loop"}}),
+        )
+        .await;
+    let run = api
+        .wait_ended("default", receipt["run_ids"][0].as_str().unwrap())
+        .await;
+    assert_eq!(status(&run), "failed", "{run:#}");
+    assert_eq!(run["result"]["error"], "Script execution timed out");
+
+    // A long budget: only cancelling ends the loop.
+    api.pause(&quick).await;
+    let patient = api
+        .trigger(
+            "thread.created",
+            &hostile,
+            json!({"limits": {"timeout_ms": 600_000, "fuel": 1_000_000_000_000u64}}),
+        )
+        .await;
+    let receipt = api
+        .send_event(
+            "default",
+            json!({"trigger": "thread.created", "payload": {"case": "loop"}}),
+        )
+        .await;
+    api.wait_running(&looping).await;
+    let asked = Instant::now();
+    let (code, cancelled) = api
+        .post(
+            &format!("/apps/default/automations/runs/{looping}/cancel"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{cancelled}");
+    assert_eq!(status(&cancelled), "cancelled", "{cancelled:#}");
+    assert_eq!(cancelled["reason"], "cancelled by operator");
+    assert_eq!(cancelled["result"]["error"], "Run cancelled");
+    assert!(asked.elapsed() < Duration::from_secs(3));
+    let (code, error) = api
+        .post(
+            &format!("/apps/default/automations/runs/{looping}/cancel"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{error}");
+    let (code, _) = api
+        .post(
+            "/apps/default/automations/runs/atr_nope/cancel",
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(api.runs("default", &patient).await.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_create_linked_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api
+        .trigger(
+            "thread.created",
+            &sleeper,
+            json!({"retry": {"max_attempts": 3, "backoff_base_ms": 50, "backoff_max_ms": 200}}),
+        )
+        .await;
+    // Traps on attempts 1 and 2; attempt 3 succeeds.
+    api.send_event(
+        "default",
+        json!({"trigger": "thread.created", "payload": {"trap_before_attempt": 3}}),
+    )
+    .await;
+    let runs = api
+        .wait_runs("default", &automation, Duration::from_secs(15), |runs| {
+            count(runs, "completed") == 1
+        })
+        .await;
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    for (index, run) in runs.iter().enumerate() {
+        assert_eq!(run["attempt"], index + 1);
+        assert_eq!(run["input"], runs[0]["input"]);
+        match index {
+            0 => assert!(run.get("retry_of").is_none_or(Value::is_null)),
+            _ => assert_eq!(run["retry_of"], runs[index - 1]["id"]),
+        }
+    }
+    assert_eq!(status(&runs[0]), "failed");
+    assert_eq!(status(&runs[1]), "failed");
+    assert_eq!(runs[2]["result"]["payload"]["attempt"], 3);
+    // The backoff held each retry back.
+    assert!(time(&runs[1]["not_before"]) > time(&runs[0]["finished_at"]));
+
+    // A workflow's own error is not retried by default.
+    api.send_event(
+        "default",
+        json!({"trigger": "thread.created", "payload": {"error": "no such thread"}}),
+    )
+    .await;
+    let runs = api
+        .wait_runs("default", &automation, Duration::from_secs(10), |runs| {
+            runs.len() == 4 && status(&runs[3]) == "failed"
+        })
+        .await;
+    assert_eq!(runs[3]["result"]["error"], "no such thread");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.runs("default", &automation).await.len(), 4);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_works_for_drafts_and_rerun_links_to_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let digest = api.upload("default", "daily-digest").await;
+    let draft = api
+        .automation(
+            "default",
+            json!({"type": "scheduled", "schedule": "0 9 * * *", "config_id": digest, "lookup_key": "digest"}),
+            false,
+        )
+        .await;
+    let (code, run) = api
+        .post(
+            "/apps/default/automations/digest/run",
+            json!({"payload": {"scheduled_at": "2026-02-28T09:00:00Z", "activity": [{"thread": "ops"}]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{run}");
+    assert_eq!(status(&run), "pending");
+    assert_eq!(run["automation_id"], draft.as_str());
+    let run = api.wait_ended("default", &id(&run)).await;
+    assert_eq!(status(&run), "completed", "{run:#}");
+    assert_eq!(
+        run["result"]["payload"]["title"],
+        "Daily digest for Saturday 28 February 2026"
+    );
+
+    // Without a body: a scheduled tick at now.
+    let response = api
+        .client
+        .post(format!("{}/apps/default/automations/{draft}/run", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let bare: Value = response.json().await.unwrap();
+    assert_eq!(bare["input"]["trigger"], "workflow.scheduled");
+    assert!(bare["input"]["payload"]["scheduled_at"].is_string());
+
+    let (code, rerun) = api
+        .post(
+            &format!("/apps/default/automations/runs/{}/rerun", id(&run)),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{rerun}");
+    assert_eq!(rerun["rerun_of"], run["id"]);
+    assert_eq!(rerun["input"], run["input"]);
+    let rerun = api.wait_ended("default", &id(&rerun)).await;
+    assert_eq!(rerun["result"], run["result"]);
+
+    // Refusals: no config (422), an unknown trigger (400), unknown ids (404).
+    let bare_automation = api
+        .automation(
+            "default",
+            json!({"type": "trigger", "trigger": "thread.created"}),
+            false,
+        )
+        .await;
+    let (code, _) = api
+        .post(
+            &format!("/apps/default/automations/{bare_automation}/run"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, _) = api
+        .post(
+            &format!("/apps/default/automations/{draft}/run"),
+            json!({"trigger": "nope"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = api
+        .post("/apps/default/automations/nothing-here/run", json!({}))
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = api
+        .post(
+            &format!("/apps/other/automations/runs/{}/rerun", id(&run)),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_policies_skip_or_queue_ticks_while_a_run_is_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(4)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    // Each run sleeps 2.5 s; ticks come every second.
+    let slow = |overlap: &str| {
+        json!({"type": "scheduled", "schedule": "*/1 * * * * *", "config_id": sleeper,
+               "run_as_user_id": "sleep-2500", "overlap": overlap})
+    };
+    let skip = api.automation("default", slow("skip"), true).await;
+    let queue = api.automation("default", slow("queue"), true).await;
+    let skipped = api
+        .wait_runs("default", &skip, Duration::from_secs(10), |runs| {
+            count(runs, "cancelled") >= 2
+        })
+        .await;
+    for run in skipped.iter().filter(|r| status(r) == "cancelled") {
+        assert_eq!(run["reason"], "overlap");
+        assert!(run["scheduled_at"].is_string());
+    }
+    assert_eq!(count(&skipped, "running") + count(&skipped, "pending"), 1);
+    let queued = api.runs("default", &queue).await;
+    assert_eq!(count(&queued, "cancelled"), 0, "{queued:#?}");
+    assert_eq!(count(&queued, "running"), 1, "one at a time: {queued:#?}");
+    assert!(count(&queued, "pending") >= 1, "{queued:#?}");
+    for automation in [&skip, &queue] {
+        api.pause(&automation).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_policies_record_the_runs_they_promise_after_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(4)).await;
+    let api = server.api.clone();
+    let digest = api.upload("default", "daily-digest").await;
+    let every_second = |catchup: &str| {
+        json!({"type": "scheduled", "schedule": "*/1 * * * * *", "config_id": digest,
+               "catchup": catchup, "catchup_window_seconds": 60})
+    };
+    let skip = api.automation("default", every_second("skip"), true).await;
+    let run_once = api
+        .automation("default", every_second("run_once"), true)
+        .await;
+    let run_all = api
+        .automation("default", every_second("run_all"), true)
+        .await;
+    for automation in [&skip, &run_once, &run_all] {
+        api.wait_runs("default", automation, Duration::from_secs(10), |runs| {
+            count(runs, "completed") >= 1
+        })
+        .await;
+    }
+    server.stop().await;
+    let stopped_at = Utc::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server = TestServer::start(dir.path(), workers(4)).await;
+    let restarted_at = Utc::now();
+    let api = server.api.clone();
+    let late = |runs: &[Value]| -> Vec<Value> {
+        runs.iter()
+            .filter(|run| {
+                let at = time(&run["scheduled_at"]);
+                at > stopped_at && at < restarted_at - chrono::TimeDelta::seconds(2)
+            })
+            .cloned()
+            .collect()
+    };
+    let missed_record = |runs: &[Value]| -> Vec<Value> {
+        runs.iter()
+            .filter(|run| run["reason"] == "missed")
+            .cloned()
+            .collect()
+    };
+
+    // skip: one cancelled record for every missed tick, none run.
+    let runs = api
+        .wait_runs("default", &skip, Duration::from_secs(10), |runs| {
+            !missed_record(runs).is_empty()
+        })
+        .await;
+    let missed = missed_record(&runs);
+    assert_eq!(missed.len(), 1, "{runs:#?}");
+    assert_eq!(status(&missed[0]), "cancelled");
+    assert!(
+        missed[0]["result"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("missed ")
+    );
+    assert!(late(&runs).iter().all(|run| run["reason"] == "missed"));
+
+    // run_once: the latest missed tick runs; the earlier ones are one record.
+    let runs = api
+        .wait_runs("default", &run_once, Duration::from_secs(10), |runs| {
+            late(runs).iter().any(|run| status(run) == "completed")
+        })
+        .await;
+    let ran: Vec<Value> = late(&runs)
+        .into_iter()
+        .filter(|r| r["reason"] != "missed")
+        .collect();
+    assert_eq!(ran.len(), 1, "{runs:#?}");
+    assert_eq!(missed_record(&runs).len(), 1);
+    assert!(time(&missed_record(&runs)[0]["scheduled_at"]) < time(&ran[0]["scheduled_at"]));
+
+    // run_all: every missed tick in the window runs; nothing is recorded missed.
+    let runs = api
+        .wait_runs("default", &run_all, Duration::from_secs(10), |runs| {
+            let late = late(runs);
+            late.len() >= 2 && late.iter().all(|run| status(run) == "completed")
+        })
+        .await;
+    assert!(missed_record(&runs).is_empty(), "{runs:#?}");
+    let mut ticks: Vec<DateTime<Utc>> = runs.iter().map(|run| time(&run["scheduled_at"])).collect();
+    ticks.sort();
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::TimeDelta::seconds(1),
+            "no tick lost: {ticks:?}"
+        );
+    }
+    for automation in [&skip, &run_once, &run_all] {
+        api.pause(&automation).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_runs_still_executing_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ExecutionConfig {
+        workers: 2,
+        shutdown_grace: Duration::from_millis(200),
+        ..ExecutionConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config.clone()).await;
+    let api = server.api.clone();
+    let sleeper = api.upload("default", "sleeper").await;
+    api.trigger("thread.created", &sleeper, json!({})).await;
+    let run = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 60_000}}))
+        .await;
+    api.wait_running(&run).await;
+    let stopping = Instant::now();
+    server.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+    let server = TestServer::start(dir.path(), config).await;
+    let stopped = server.api.run("default", &run).await;
+    assert_eq!(status(&stopped), "cancelled", "{stopped:#}");
+    assert_eq!(stopped["reason"], "host shut down");
+    assert_eq!(stopped["result"]["output"][1], "sleeping 60000 ms");
+    server.stop().await;
+}
+
+/// `automata serve` as a child process.
+struct Process {
+    child: Child,
+    api: Api,
+}
+
+fn spawn_serve(data_dir: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("automata serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Process {
+        child,
+        api: Api::new(base),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_by_sigkill_fails_and_no_accepted_event_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = spawn_serve(dir.path());
+    let api = process.api.clone();
+    let sleeper = api.upload("default", "sleeper").await;
+    let retried = api
+        .trigger(
+            "thread.created",
+            &sleeper,
+            json!({"retry": {"max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 10}}),
+        )
+        .await;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let plain = api
+        .trigger("thread.member_joined", &welcome, json!({}))
+        .await;
+    // Sleeps on its first attempt only; it is running when the host dies.
+    let interrupted = api.first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 60_000, "sleep_until_attempt": 2}})).await;
+    api.wait_running(&interrupted).await;
+    // Accepted while the only worker is busy: pending when the host dies.
+    let mut accepted = Vec::new();
+    for n in 0..3 {
+        let receipt = api
+            .send_event(
+                "default",
+                json!({"trigger": "thread.member_joined", "payload": {"n": n}}),
+            )
+            .await;
+        accepted.push(receipt["run_ids"][0].as_str().unwrap().to_owned());
+    }
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+
+    let mut process = spawn_serve(dir.path());
+    let api = process.api.clone();
+    let failed = api.run("default", &interrupted).await;
+    assert_eq!(status(&failed), "failed", "{failed:#}");
+    assert_eq!(failed["reason"], "host restarted during run");
+    assert_eq!(failed["result"]["error"], "host restarted during run");
+    for run in &accepted {
+        let run = api.wait_ended("default", run).await;
+        assert_eq!(status(&run), "completed", "{run:#}");
+    }
+    assert_eq!(api.runs("default", &plain).await.len(), 3);
+    // The retry policy re-queues the interrupted run as its next attempt.
+    let runs = api
+        .wait_runs("default", &retried, Duration::from_secs(10), |runs| {
+            runs.len() == 2 && status(&runs[1]) == "completed"
+        })
+        .await;
+    assert_eq!(runs[1]["attempt"], 2);
+    assert_eq!(runs[1]["retry_of"], interrupted.as_str());
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+}

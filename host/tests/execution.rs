@@ -288,8 +288,11 @@ async fn an_event_fans_out_to_exactly_the_matching_running_automations() {
     let other_event = api.trigger("thread.created", &sleeper, json!({})).await;
     let other_app = api.automation("other", joined(&other_welcome), true).await;
 
-    let looping = api
-        .first_run(json!({"trigger": "thread.member_joined", "payload": welcome_payload()}))
+    let receipt = api
+        .send_event(
+            "default",
+            json!({"trigger": "thread.member_joined", "payload": welcome_payload()}),
+        )
         .await;
     assert_eq!(receipt["trigger"], "thread.member_joined");
     let run_ids: Vec<String> = receipt["run_ids"]
@@ -528,7 +531,7 @@ async fn timeouts_fail_with_the_spec_message_and_cancel_interrupts_a_loop() {
         .trigger(
             "thread.created",
             &hostile,
-            json!({"limits": {"timeout_ms": 300, "fuel": 1_000_000_000_000u64}}),
+            json!({"limits": {"timeout_ms": 300, "fuel": 500_000_000_000u64}}),
         )
         .await;
     let receipt = api
@@ -549,14 +552,11 @@ async fn timeouts_fail_with_the_spec_message_and_cancel_interrupts_a_loop() {
         .trigger(
             "thread.created",
             &hostile,
-            json!({"limits": {"timeout_ms": 600_000, "fuel": 1_000_000_000_000u64}}),
+            json!({"limits": {"timeout_ms": 600_000, "fuel": 500_000_000_000u64}}),
         )
         .await;
-    let receipt = api
-        .send_event(
-            "default",
-            json!({"trigger": "thread.created", "payload": {"case": "loop"}}),
-        )
+    let looping = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"case": "loop"}}))
         .await;
     api.wait_running(&looping).await;
     let asked = Instant::now();
@@ -762,7 +762,7 @@ async fn overlap_policies_skip_or_queue_ticks_while_a_run_is_active() {
     assert_eq!(count(&queued, "running"), 1, "one at a time: {queued:#?}");
     assert!(count(&queued, "pending") >= 1, "{queued:#?}");
     for automation in [&skip, &queue] {
-        api.pause(&automation).await;
+        api.pause(automation).await;
     }
     server.stop().await;
 }
@@ -861,7 +861,7 @@ async fn catch_up_policies_record_the_runs_they_promise_after_downtime() {
         );
     }
     for automation in [&skip, &run_once, &run_all] {
-        api.pause(&automation).await;
+        api.pause(automation).await;
     }
     server.stop().await;
 }

@@ -7,15 +7,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Recovery, Shared, blocking};
-use crate::domain::automation::{Automation, AutomationStatus, SandboxLimits};
+use crate::domain::automation::{Automation, AutomationStatus};
 use crate::domain::dispatch::{self, FailureClass, REASON_HOST_RESTARTED};
 use crate::domain::ids::RunId;
-use crate::domain::run::{Accounting, Run, RunResult, RunStatus, RunTransitionError};
+use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
 use crate::domain::workflow::RunContext;
-use crate::runner::{
-    CANCELLED_MESSAGE, CancelToken, FailureKind, LimitOverrides, Outcome, RunOptions, RunReport,
-    Workflow,
-};
+use crate::runner::{CancelToken, FailureKind, Outcome, RunOptions, RunReport, Workflow};
 use crate::store::StoreError;
 
 /// Executes the run `id`, which the queue has marked executing, and frees its
@@ -45,7 +42,7 @@ async fn execute_run(
     let workflow = match workflow_for(shared, &run).await? {
         Ok(workflow) => workflow,
         Err(problem) => {
-            let ending = Ending::failed_without_running(&problem, None, FailureClass::Permanent);
+            let ending = Ending::not_run(&problem, None, FailureClass::Permanent);
             return record(shared, id, automation.as_ref(), ending).await;
         }
     };
@@ -85,7 +82,7 @@ async fn execute_run(
     let options = RunOptions {
         limits: automation
             .as_ref()
-            .map(|automation| overrides(&automation.limits))
+            .map(|automation| automation.limits)
             .unwrap_or_default(),
         cancel: Some(cancel.clone()),
     };
@@ -93,14 +90,11 @@ async fn execute_run(
         .runner
         .run_with(&workflow, &context, &run.input, &options)
         .await;
-    let cancel_reason = shared.queue.cancel_reason(id);
-    record(
-        shared,
-        id,
-        automation.as_ref(),
-        Ending::from_report(report, cancel_reason),
-    )
-    .await
+    let ending = Ending::Ran {
+        report,
+        cancel_reason: shared.queue.cancel_reason(id).map(str::to_owned),
+    };
+    record(shared, id, automation.as_ref(), ending).await
 }
 
 /// The compiled component of the run's config, from the cache or the store.
@@ -146,108 +140,71 @@ async fn workflow_for(
     }
 }
 
-fn overrides(limits: &SandboxLimits) -> LimitOverrides {
-    LimitOverrides {
-        fuel: limits.fuel,
-        memory_bytes: limits.memory_bytes,
-        timeout_ms: limits.timeout_ms,
-        ..LimitOverrides::default()
-    }
-}
-
 /// How a run ended, in the store's terms.
 #[derive(Debug, Clone, PartialEq)]
-struct Ending {
-    /// `completed`, `failed` or `cancelled`.
-    status: RunStatus,
-    /// Why, when there is more to say than the result.
-    reason: Option<String>,
-    result: RunResult,
-    accounting: Accounting,
-    /// For a failure: whether a retry may help.
-    class: Option<FailureClass>,
+enum Ending {
+    /// It executed: the runner's report, and the reason it was cancelled if
+    /// it was.
+    Ran {
+        report: RunReport,
+        cancel_reason: Option<String>,
+    },
+    /// It could not execute (or its host died): a failure with no output.
+    NotRun {
+        error: String,
+        reason: Option<String>,
+        class: FailureClass,
+    },
 }
 
 impl Ending {
-    /// A failure with no output or accounting: the run never executed.
-    fn failed_without_running(error: &str, reason: Option<&str>, class: FailureClass) -> Self {
-        Ending {
-            status: RunStatus::Failed,
+    fn not_run(error: &str, reason: Option<&str>, class: FailureClass) -> Self {
+        Ending::NotRun {
+            error: error.to_owned(),
             reason: reason.map(str::to_owned),
-            result: RunResult::Failure {
-                error: error.to_owned(),
-                output: Vec::new(),
-                output_truncated: false,
-            },
-            accounting: Accounting::default(),
-            class: Some(class),
-        }
-    }
-
-    /// Maps the runner's report: payload and output, or error and output; a
-    /// cancelled run keeps its output under the error `Run cancelled`.
-    fn from_report(report: RunReport, cancel_reason: Option<&str>) -> Self {
-        let accounting = Accounting {
-            fuel_consumed: Some(report.accounting.fuel_consumed),
-            peak_memory_bytes: Some(report.accounting.peak_memory_bytes),
-            queued_us: None,
-            execution_us: u64::try_from(report.accounting.wall_time.as_micros()).ok(),
-        };
-        let (output, output_truncated) = (report.output.lines, report.output.truncated);
-        let (status, reason, result, class) = match report.outcome {
-            Outcome::Completed(payload) => (
-                RunStatus::Completed,
-                None,
-                RunResult::Success {
-                    payload,
-                    output,
-                    output_truncated,
-                },
-                None,
-            ),
-            Outcome::Failed(failure) => (
-                RunStatus::Failed,
-                None,
-                RunResult::Failure {
-                    error: failure.message,
-                    output,
-                    output_truncated,
-                },
-                Some(classify(failure.kind)),
-            ),
-            Outcome::Cancelled => (
-                RunStatus::Cancelled,
-                Some(
-                    cancel_reason
-                        .unwrap_or(dispatch::REASON_CANCELLED_BY_OPERATOR)
-                        .to_owned(),
-                ),
-                RunResult::Failure {
-                    error: CANCELLED_MESSAGE.to_owned(),
-                    output,
-                    output_truncated,
-                },
-                None,
-            ),
-        };
-        Ending {
-            status,
-            reason,
-            result,
-            accounting,
             class,
         }
     }
 
-    /// Applies the ending to a pending or running run.
+    /// For a failure: whether a retry may help.
+    fn class(&self) -> Option<FailureClass> {
+        match self {
+            Ending::Ran { report, .. } => report.outcome.failure().map(|f| classify(f.kind)),
+            Ending::NotRun { class, .. } => Some(*class),
+        }
+    }
+
+    /// Applies the ending to a pending or running run: `{payload, output}` or
+    /// `{error, output}`; a cancelled run keeps its output under the error
+    /// `Run cancelled` and says why.
     fn apply(&self, run: &mut Run, at: DateTime<Utc>) -> Result<(), RunTransitionError> {
-        run.transition(self.status, at, self.reason.clone())?;
-        run.result = Some(self.result.clone());
-        run.accounting = Accounting {
-            queued_us: run.accounting.queued_us,
-            ..self.accounting
-        };
-        Ok(())
+        match self {
+            Ending::Ran {
+                report,
+                cancel_reason,
+            } => {
+                run.finish_with_report(report, at)?;
+                if report.outcome == Outcome::Cancelled {
+                    let reason = cancel_reason
+                        .clone()
+                        .unwrap_or_else(|| dispatch::REASON_CANCELLED_BY_OPERATOR.to_owned());
+                    if let Some(change) = run.history.last_mut() {
+                        change.reason = Some(reason.clone());
+                    }
+                    run.reason = Some(reason);
+                }
+                Ok(())
+            }
+            Ending::NotRun { error, reason, .. } => {
+                run.transition(RunStatus::Failed, at, reason.clone())?;
+                run.result = Some(RunResult::Failure {
+                    error: error.clone(),
+                    output: Vec::new(),
+                    output_truncated: false,
+                });
+                Ok(())
+            }
+        }
     }
 }
 
@@ -275,7 +232,7 @@ async fn record(
         return Ok(());
     };
     let retry = ending
-        .class
+        .class()
         .and_then(|class| next_attempt(shared, &run, automation, class, now));
     let (finish, stored_retry) = (id.clone(), retry.clone());
     blocking(shared, move |s| {
@@ -338,7 +295,7 @@ pub(super) fn recover(shared: &Shared) -> Result<Recovery, StoreError> {
                 FailureClass::Transient,
                 now,
             );
-            let ending = Ending::failed_without_running(
+            let ending = Ending::not_run(
                 REASON_HOST_RESTARTED,
                 Some(REASON_HOST_RESTARTED),
                 FailureClass::Transient,
@@ -402,48 +359,110 @@ mod tests {
         }
     }
 
+    fn pending_run() -> Run {
+        let new: crate::domain::automation::NewAutomation = serde_json::from_value(
+            json!({"name": "t", "type": "trigger", "trigger": "thread.created"}),
+        )
+        .unwrap();
+        let now = "2026-02-28T09:00:00Z".parse().unwrap();
+        let automation = Automation::create(
+            crate::domain::ids::AutomationId::from_value(1),
+            "default".parse().unwrap(),
+            new,
+            now,
+        )
+        .unwrap();
+        let input = crate::domain::workflow::TriggerInput {
+            trigger: "thread.created".into(),
+            payload: json!({}),
+        };
+        let mut run = Run::pending(RunId::from_value(2), &automation, input, now);
+        run.transition(RunStatus::Running, now, None).unwrap();
+        run
+    }
+
+    fn ended(ending: &Ending) -> Run {
+        let mut run = pending_run();
+        ending
+            .apply(&mut run, "2026-02-28T09:00:01Z".parse().unwrap())
+            .unwrap();
+        run
+    }
+
     #[test]
     fn completed_reports_become_payload_and_output() {
-        let ending = Ending::from_report(report(Outcome::Completed(json!({"ok": 1}))), None);
+        let ending = Ending::Ran {
+            report: report(Outcome::Completed(json!({"ok": 1}))),
+            cancel_reason: None,
+        };
+        let run = ended(&ending);
+        assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(
-            serde_json::to_value(&ending.result).unwrap(),
+            serde_json::to_value(&run.result).unwrap(),
             json!({"payload": {"ok": 1}, "output": ["hello"], "output_truncated": true})
         );
-        assert_eq!(ending.accounting.fuel_consumed, Some(7));
-        assert_eq!(ending.accounting.execution_us, Some(120));
-        assert_eq!(ending.status, RunStatus::Completed);
-        assert_eq!((ending.reason, ending.class), (None, None));
+        assert_eq!(run.accounting.fuel_consumed, Some(7));
+        assert_eq!(ending.class(), None);
     }
 
     #[test]
     fn failures_keep_the_runner_message_and_class() {
+        let class_of = |failure: Failure| {
+            Ending::Ran {
+                report: report(Outcome::Failed(failure)),
+                cancel_reason: None,
+            }
+            .class()
+        };
         let timeout = Failure::new(FailureKind::Timeout, crate::runner::TIMEOUT_MESSAGE);
-        let ending = Ending::from_report(report(Outcome::Failed(timeout)), None);
+        let ending = Ending::Ran {
+            report: report(Outcome::Failed(timeout.clone())),
+            cancel_reason: None,
+        };
         assert_eq!(
-            serde_json::to_value(&ending.result).unwrap()["error"],
+            serde_json::to_value(&ended(&ending).result).unwrap()["error"],
             "Script execution timed out"
         );
-        assert_eq!(ending.class, Some(FailureClass::Transient));
+        assert_eq!(class_of(timeout), Some(FailureClass::Transient));
         let own = Failure::new(FailureKind::GuestError, "no such user");
-        assert_eq!(
-            Ending::from_report(report(Outcome::Failed(own)), None).class,
-            Some(FailureClass::GuestError)
-        );
+        assert_eq!(class_of(own), Some(FailureClass::GuestError));
         let fuel = Failure::new(FailureKind::FuelExhausted, "Fuel limit exceeded (5 units)");
-        assert_eq!(
-            Ending::from_report(report(Outcome::Failed(fuel)), None).class,
-            Some(FailureClass::Permanent)
-        );
+        assert_eq!(class_of(fuel), Some(FailureClass::Permanent));
     }
 
     #[test]
     fn cancelled_reports_keep_output_and_reason() {
-        let ending = Ending::from_report(report(Outcome::Cancelled), Some("host shut down"));
-        assert_eq!(ending.status, RunStatus::Cancelled);
-        assert_eq!(ending.reason.as_deref(), Some("host shut down"));
+        let ending = Ending::Ran {
+            report: report(Outcome::Cancelled),
+            cancel_reason: Some("host shut down".into()),
+        };
+        let run = ended(&ending);
+        assert_eq!(run.status, RunStatus::Cancelled);
+        assert_eq!(run.reason.as_deref(), Some("host shut down"));
         assert_eq!(
-            serde_json::to_value(&ending.result).unwrap(),
+            run.history.last().unwrap().reason.as_deref(),
+            Some("host shut down")
+        );
+        assert_eq!(
+            serde_json::to_value(&run.result).unwrap(),
             json!({"error": "Run cancelled", "output": ["hello"], "output_truncated": true})
         );
+    }
+
+    #[test]
+    fn runs_that_never_executed_fail_with_the_reason() {
+        let ending = Ending::not_run(
+            REASON_HOST_RESTARTED,
+            Some(REASON_HOST_RESTARTED),
+            FailureClass::Transient,
+        );
+        let run = ended(&ending);
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.reason.as_deref(), Some(REASON_HOST_RESTARTED));
+        assert_eq!(
+            serde_json::to_value(&run.result).unwrap(),
+            json!({"error": "host restarted during run", "output": []})
+        );
+        assert_eq!(ending.class(), Some(FailureClass::Transient));
     }
 }

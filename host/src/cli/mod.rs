@@ -1,24 +1,91 @@
 //! The `automata` command line: one file per command.
 
+mod args;
+mod cancel;
+mod client;
+mod completions;
+mod create;
+mod delete;
+mod describe;
+mod lifecycle;
+mod list;
+mod output;
+mod run;
 mod run_local;
 mod serve;
+mod send;
+mod update;
+mod views;
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit status of a command line that parsed but makes no sense (clap's own is 2 too).
+const USAGE_ERROR: u8 = 2;
+
 /// Automata: run WebAssembly workflows on cron ticks and platform events.
 #[derive(Debug, Parser)]
-#[command(name = "automata", version, about, propagate_version = true)]
+#[command(
+    name = "automata",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:
+  automata create config --file target/guests/daily-digest.wasm
+  automata create automation -n \"Nightly Report\" -t scheduled --schedule \"0 0 * * *\" \\
+    --config-id cfg_abc123
+  automata activate automation aut_abc123
+  automata list automationruns --automation aut_abc123
+
+Connection: --url / AUTOMATA_URL (default http://127.0.0.1:7070), --app / AUTOMATA_APP
+(default `default`), --token / AUTOMATA_TOKEN. Exit status: 0 ok, 1 error, 2 usage error."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once per process: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     RunLocal(run_local::RunLocal),
     Serve(serve::Serve),
+    List(list::List),
+    Describe(describe::Describe),
+    Create(create::Create),
+    Update(update::Update),
+    Delete(delete::Delete),
+    /// Start an automation: draft or paused → running.
+    #[command(
+        after_help = "Example:\n  automata activate automation aut_abc123",
+        mut_subcommand("automation", |c| c
+            .about("Start an automation: draft or paused → running")
+            .after_help("Example:\n  automata activate automation aut_abc123"))
+    )]
+    Activate(lifecycle::Lifecycle),
+    /// Pause a running automation: events are ignored and scheduled runs cancelled.
+    #[command(
+        after_help = "Example:\n  automata pause automation aut_abc123",
+        mut_subcommand("automation", |c| c
+            .about("Pause a running automation: events are ignored and scheduled runs cancelled")
+            .after_help("Example:\n  automata pause automation aut_abc123"))
+    )]
+    Pause(lifecycle::Lifecycle),
+    /// Reset a paused automation back to draft.
+    #[command(
+        after_help = "Example:\n  automata reset automation aut_abc123",
+        mut_subcommand("automation", |c| c
+            .about("Reset a paused automation back to draft")
+            .after_help("Example:\n  automata reset automation aut_abc123"))
+    )]
+    Reset(lifecycle::Lifecycle),
+    Send(send::Send),
+    Run(run::Run),
+    Cancel(cancel::Cancel),
+    Completions(completions::Completions),
 }
 
 /// Runs the parsed command line; errors are printed here, once.
@@ -26,12 +93,37 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::RunLocal(cmd) => cmd.run(),
         Command::Serve(cmd) => cmd.run(),
+        Command::List(cmd) => block_on(cmd.run()),
+        Command::Describe(cmd) => block_on(cmd.run()),
+        Command::Create(cmd) => block_on(cmd.run()),
+        Command::Update(cmd) => block_on(cmd.run()),
+        Command::Delete(cmd) => block_on(cmd.run()),
+        Command::Activate(cmd) => block_on(cmd.run(lifecycle::Transition::Activate)),
+        Command::Pause(cmd) => block_on(cmd.run(lifecycle::Transition::Pause)),
+        Command::Reset(cmd) => block_on(cmd.run(lifecycle::Transition::Reset)),
+        Command::Send(cmd) => block_on(cmd.run()),
+        Command::Run(cmd) => block_on(cmd.run()),
+        Command::Cancel(cmd) => block_on(cmd.run()),
+        Command::Completions(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.is::<args::UsageError>() {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Runs a client command on a single-threaded runtime: it waits on one
+/// request at a time.
+fn block_on(command: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
 }

@@ -1,0 +1,57 @@
+//! `automata delete automation|config`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::client::Connection;
+
+/// Delete an automation (its pending runs are cancelled) or an unused config.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  automata delete automation aut_abc123
+  automata delete config cfg_abc123")]
+pub struct Delete {
+    #[command(subcommand)]
+    what: What,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum What {
+    /// Delete an automation; its scheduled and pending runs are cancelled.
+    #[command(after_help = "Example:
+  automata delete automation aut_abc123")]
+    Automation {
+        /// The automation's ID or lookup key.
+        #[arg(value_name = "AUTOMATION_ID")]
+        id: String,
+    },
+    /// Delete a config no running automation uses.
+    #[command(after_help = "Example:
+  automata delete config cfg_abc123")]
+    Config {
+        /// The config's ID.
+        #[arg(value_name = "CONFIG_ID")]
+        id: String,
+    },
+}
+
+impl Delete {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let (api, out) = self.connection.open()?;
+        let (noun, collection, id) = match self.what {
+            What::Automation { id } => ("automation", "automations", id),
+            What::Config { id } => ("config", "configs", id),
+        };
+        api.delete(&[collection, &id]).await?;
+        if out.is_json() {
+            out.json(&json!({"id": id, "deleted": true}));
+        } else {
+            println!("Deleted {noun} {id}.");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

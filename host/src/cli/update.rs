@@ -1,0 +1,112 @@
+//! `automata update automation`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use super::args::{UsageError, api_name};
+use super::client::Connection;
+use super::create::AutomationFields;
+use super::describe::show;
+use super::views;
+
+/// Change an automation's fields; only the flags given are changed.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  automata update automation aut_abc123 -n \"Updated Name\" --config-id cfg_def456")]
+pub struct Update {
+    #[command(subcommand)]
+    what: What,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum What {
+    /// Change an automation's fields; only the flags given are changed.
+    #[command(after_help = "Examples:
+  automata update automation aut_abc123 -n \"Updated Name\" --config-id cfg_def456
+  automata update automation aut_abc123 --schedule \"30 8 * * 1-5\" --timezone America/New_York
+  automata update automation aut_abc123 --clear lookup_key,run_as_user_id")]
+    Automation(UpdateAutomation),
+}
+
+#[derive(Debug, Args)]
+struct UpdateAutomation {
+    /// The automation's ID or lookup key.
+    #[arg(value_name = "AUTOMATION_ID")]
+    id: String,
+    /// New display name.
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    /// New event for a trigger automation.
+    #[arg(long, value_name = "EVENT")]
+    trigger: Option<String>,
+    /// New cron expression for a scheduled automation.
+    #[arg(long, value_name = "CRON")]
+    schedule: Option<String>,
+    #[command(flatten)]
+    fields: AutomationFields,
+    /// Clear optional fields (repeat or separate with commas).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELD")]
+    clear: Vec<Clearable>,
+}
+
+/// The optional fields a PATCH can clear with `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Clearable {
+    #[value(name = "description")]
+    Description,
+    #[value(name = "trigger")]
+    Trigger,
+    #[value(name = "schedule")]
+    Schedule,
+    #[value(name = "config_id")]
+    ConfigId,
+    #[value(name = "run_as_user_id")]
+    RunAsUserId,
+    #[value(name = "lookup_key")]
+    LookupKey,
+    #[value(name = "metadata")]
+    Metadata,
+    #[value(name = "max_concurrency")]
+    MaxConcurrency,
+}
+
+impl Update {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let (api, out) = self.connection.open()?;
+        let What::Automation(update) = self.what;
+        let mut body = Map::new();
+        let named = [
+            ("name", update.name),
+            ("trigger", update.trigger),
+            ("schedule", update.schedule),
+        ];
+        for (key, value) in named {
+            if let Some(value) = value {
+                body.insert(key.into(), json!(value));
+            }
+        }
+        update.fields.insert_into(&mut body);
+        for field in update.clear {
+            let name = api_name(field);
+            if body.insert(name.clone(), Value::Null).is_some() {
+                return Err(UsageError(format!("`{name}` is both set and cleared")).into());
+            }
+        }
+        if body.is_empty() {
+            return Err(UsageError(
+                "nothing to update: give at least one field, e.g. -n \"New name\" or --config-id cfg_…"
+                    .into(),
+            )
+            .into());
+        }
+        let updated = api
+            .patch(&["automations", &update.id], &Value::Object(body))
+            .await?;
+        show(&out, &updated, views::automation_detail);
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,706 @@
+//! The `automata` CLI against a real server: the built binary runs
+//! `automata serve` on a loopback port and each test drives the CLI's commands
+//! (the spec's exact command lines included) in table and JSON output.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_automata");
+
+/// A server on `127.0.0.1:0` with its own data directory, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start automata serve");
+        // The server announces its address on stdout or stderr; read both
+        // until it does, then keep draining them so it never blocks on a pipe.
+        let (found, address) = mpsc::channel();
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let found = found.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = loopback_url(&line) {
+                        let _ = found.send(url);
+                    }
+                }
+            });
+        }
+        let url = address
+            .recv_timeout(Duration::from_secs(60))
+            .expect("automata serve did not print its http://127.0.0.1:PORT address");
+        Server {
+            child,
+            url,
+            _data: data,
+        }
+    }
+
+    /// Runs `automata <args>` against this server.
+    fn cli(&self, args: &[&str]) -> Run {
+        self.cli_with_env(args, &[])
+    }
+
+    fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(BIN);
+        command.args(args).env("AUTOMATA_URL", &self.url);
+        run(command, env)
+    }
+
+    /// Runs a command that must succeed with `-o json` and returns its JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        self.cli(&args).ok().json()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn loopback_url(line: &str) -> Option<String> {
+    let start = line.find("http://127.0.0.1:")?;
+    let rest = &line[start..];
+    let port_start = "http://127.0.0.1:".len();
+    let digits = rest[port_start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    (digits > 0).then(|| rest[..port_start + digits].to_owned())
+}
+
+/// A finished CLI invocation.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(mut command: Command, env: &[(&str, &str)]) -> Run {
+    command
+        .env_remove("AUTOMATA_APP")
+        .env_remove("AUTOMATA_TOKEN")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run automata");
+    Run {
+        code: status.code().expect("exited normally"),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+/// `automata <args>` with no server configured beyond `env`.
+fn cli_without_server(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("AUTOMATA_URL");
+    run(command, env)
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+
+    fn fails_with(self, code: i32, message: &str) -> Run {
+        assert_eq!(self.code, code, "expected exit {code}: {self:#?}");
+        assert!(
+            self.stderr.contains(message),
+            "expected stderr to contain {message:?}: {self:#?}"
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+
+    /// The value of a `Label:  value` line of a detail view.
+    fn field(&self, label: &str) -> String {
+        let prefix = format!("{label}:");
+        self.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {label:?} field: {self:#?}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// The table's rows (header excluded) split on runs of 2+ spaces.
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.stdout
+            .lines()
+            .skip(1)
+            .map(|line| {
+                line.split("  ")
+                    .map(str::trim)
+                    .filter(|cell| !cell.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn header(&self) -> Vec<String> {
+        let first = self.stdout.lines().next().unwrap_or_default();
+        first.split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+fn guest(name: &str) -> String {
+    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the guests first with scripts/build-guests",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// Uploads an example component and returns its config ID.
+fn upload(server: &Server, example: &str) -> String {
+    let config = server.json(&["create", "config", "--file", &guest(example)]);
+    config["id"].as_str().expect("config id").to_owned()
+}
+
+#[test]
+fn the_specs_command_lines_work_as_written() {
+    let server = Server::start();
+    let digest_config = upload(&server, "daily-digest");
+    let other_config = upload(&server, "welcome-new-members");
+
+    // archastro create automation -n "Nightly Report" -t scheduled --schedule "0 0 * * *" --config-id cfg_abc123
+    let created = server
+        .cli(&[
+            "create",
+            "automation",
+            "-n",
+            "Nightly Report",
+            "-t",
+            "scheduled",
+            "--schedule",
+            "0 0 * * *",
+            "--config-id",
+            &digest_config,
+        ])
+        .ok();
+    let id = created.field("ID");
+    assert!(id.starts_with("aut_"), "{created:#?}");
+    assert_eq!(created.field("Name"), "Nightly Report");
+    assert_eq!(created.field("Status"), "draft");
+    assert_eq!(created.field("Schedule"), "0 0 * * *");
+
+    // archastro list automations
+    let listed = server.cli(&["list", "automations"]).ok();
+    assert_eq!(
+        listed.header(),
+        [
+            "ID",
+            "NAME",
+            "TYPE",
+            "STATUS",
+            "TRIGGER/SCHEDULE",
+            "CONFIG",
+            "NEXT",
+            "RUN",
+            "UPDATED"
+        ]
+    );
+    let rows = listed.rows();
+    assert_eq!(rows.len(), 1, "{listed:#?}");
+    assert_eq!(
+        rows[0][..4],
+        [id.as_str(), "Nightly Report", "scheduled", "draft"]
+    );
+
+    // archastro list automations --type trigger
+    let triggers = server
+        .cli(&["list", "automations", "--type", "trigger"])
+        .ok();
+    assert_eq!(triggers.stdout, "");
+    assert!(
+        triggers.stderr.contains("No automations found"),
+        "{triggers:#?}"
+    );
+
+    // archastro activate automation aut_abc123
+    let activated = server.cli(&["activate", "automation", &id]).ok();
+    assert_eq!(activated.field("Status"), "running");
+    assert!(
+        activated.field("Next run").starts_with("20"),
+        "{activated:#?}"
+    );
+
+    // archastro pause automation aut_abc123
+    let paused = server.cli(&["pause", "automation", &id]).ok();
+    assert_eq!(paused.field("Status"), "paused");
+
+    // archastro update automation aut_abc123 -n "Updated Name" --config-id cfg_def456
+    let updated = server
+        .cli(&[
+            "update",
+            "automation",
+            &id,
+            "-n",
+            "Updated Name",
+            "--config-id",
+            &other_config,
+        ])
+        .ok();
+    assert_eq!(updated.field("Name"), "Updated Name");
+    assert_eq!(updated.field("Config"), other_config);
+
+    // archastro list automationruns --automation aut_abc123 (and --status failed)
+    let runs = server
+        .cli(&["list", "automationruns", "--automation", &id])
+        .ok();
+    assert!(runs.stderr.contains("No runs found"), "{runs:#?}");
+    server
+        .cli(&[
+            "list",
+            "automationruns",
+            "--automation",
+            &id,
+            "--status",
+            "failed",
+        ])
+        .ok();
+
+    // archastro delete automation aut_abc123
+    let deleted = server.cli(&["delete", "automation", &id]).ok();
+    assert_eq!(deleted.stdout.trim(), format!("Deleted automation {id}."));
+    server
+        .cli(&["describe", "automation", &id])
+        .fails_with(1, &id);
+}
+
+#[test]
+fn automations_move_through_their_lifecycle_in_json() {
+    let server = Server::start();
+    let config = upload(&server, "welcome-new-members");
+    let created = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Welcome",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.member_joined",
+        "--config-id",
+        &config,
+        "--description",
+        "Greets new members",
+        "--run-as-user-id",
+        "usr_greeter",
+        "--lookup-key",
+        "welcome",
+        "--metadata",
+        r#"{"team": "community"}"#,
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["type"], "trigger");
+    assert_eq!(created["status"], "draft");
+    assert_eq!(created["trigger"], "thread.member_joined");
+    assert_eq!(created["run_as_user_id"], "usr_greeter");
+    assert_eq!(created["metadata"]["team"], "community");
+
+    // By ID and by lookup key, in both formats.
+    assert_eq!(
+        server.json(&["describe", "automation", "welcome"])["id"],
+        id.as_str()
+    );
+    let described = server.cli(&["describe", "automation", &id]).ok();
+    assert_eq!(described.field("Lookup key"), "welcome");
+    assert_eq!(described.field("Description"), "Greets new members");
+    assert_eq!(described.field("Metadata"), r#"{"team":"community"}"#);
+
+    assert_eq!(
+        server.json(&["activate", "automation", &id])["status"],
+        "running"
+    );
+    assert_eq!(
+        server.json(&["pause", "automation", &id])["status"],
+        "paused"
+    );
+    assert_eq!(
+        server.json(&["reset", "automation", &id])["status"],
+        "draft"
+    );
+
+    let listed = server.json(&["list", "automations", "--type", "trigger"]);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let scheduled = server.json(&["list", "automations", "--type", "scheduled"]);
+    assert_eq!(scheduled["data"], Value::Array(vec![]));
+
+    let updated = server.json(&[
+        "update",
+        "automation",
+        &id,
+        "--overlap",
+        "skip",
+        "--max-concurrency",
+        "2",
+        "--clear",
+        "lookup_key,run_as_user_id",
+    ]);
+    assert_eq!(updated["overlap"], "skip");
+    assert_eq!(updated["max_concurrency"], 2);
+    assert_eq!(updated["lookup_key"], Value::Null);
+    assert_eq!(updated["run_as_user_id"], Value::Null);
+
+    let deleted = server.json(&["delete", "automation", &id]);
+    assert_eq!(deleted, serde_json::json!({"id": id, "deleted": true}));
+    assert_eq!(
+        server.json(&["list", "automations"])["data"],
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn refused_transitions_and_activations_show_the_servers_reason() {
+    let server = Server::start();
+    let config = upload(&server, "welcome-new-members");
+    let id = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "No config",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.created",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Draft cannot be paused: 409 naming the current status.
+    server
+        .cli(&["pause", "automation", &id])
+        .fails_with(1, "draft");
+    // Activation needs a config whose graph handles the trigger: 422.
+    server
+        .cli(&["activate", "automation", &id])
+        .fails_with(1, "config");
+    server
+        .cli(&["update", "automation", &id, "--config-id", &config])
+        .ok();
+    server
+        .cli(&["activate", "automation", &id])
+        .fails_with(1, "thread.created");
+}
+
+#[test]
+fn configs_are_uploaded_listed_described_and_deleted() {
+    let server = Server::start();
+    let path = guest("ingestion-failure-alert");
+    let uploaded = server
+        .cli(&[
+            "create",
+            "config",
+            "--file",
+            &path,
+            "-n",
+            "Ingestion alerts",
+        ])
+        .ok();
+    let id = uploaded.field("ID");
+    assert!(id.starts_with("cfg_"), "{uploaded:#?}");
+    assert_eq!(uploaded.field("Name"), "Ingestion alerts");
+    assert_eq!(uploaded.field("Trigger nodes"), "context.ingestion.failed");
+    assert!(uploaded.field("Digest").starts_with("sha256:"));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(uploaded.field("Size").ends_with(" bytes)"), "{uploaded:#?}");
+    assert!(uploaded.stdout.contains("Steps:"), "{uploaded:#?}");
+
+    let listed = server.cli(&["list", "configs"]).ok();
+    assert_eq!(
+        listed.header(),
+        ["ID", "NAME", "TRIGGERS", "SIZE", "DIGEST", "CREATED"]
+    );
+    assert_eq!(
+        listed.rows()[0][..3],
+        [id.as_str(), "Ingestion alerts", "context.ingestion.failed"]
+    );
+
+    let described = server.json(&["describe", "config", &id]);
+    assert_eq!(described["size"], size);
+    assert_eq!(
+        described["graph"]["triggers"][0],
+        "context.ingestion.failed"
+    );
+
+    server.cli(&["delete", "config", &id]).ok();
+    server.cli(&["describe", "config", &id]).fails_with(1, &id);
+
+    // A file that is not a component: the server's reason, exit 1.
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"not wasm").unwrap();
+    server
+        .cli(&["create", "config", "--file", junk.path().to_str().unwrap()])
+        .fails_with(1, "error:");
+    // A file that does not exist never reaches the server.
+    server
+        .cli(&["create", "config", "--file", "/nonexistent/workflow.wasm"])
+        .fails_with(1, "cannot read /nonexistent/workflow.wasm");
+}
+
+#[test]
+fn the_event_catalogue_lists_all_26_events() {
+    let server = Server::start();
+    let events = server.cli(&["list", "events"]).ok();
+    assert_eq!(events.header(), ["NAME", "DESCRIPTION"]);
+    let rows = events.rows();
+    assert_eq!(rows.len(), 26, "{events:#?}");
+    assert!(rows.contains(&vec![
+        "thread.created".to_owned(),
+        "A new thread was created".to_owned()
+    ]));
+    let json = server.json(&["list", "events"]);
+    assert_eq!(json["data"].as_array().unwrap().len(), 26);
+}
+
+#[test]
+fn apps_come_from_the_flag_or_the_environment() {
+    let server = Server::start();
+    let args = [
+        "create",
+        "automation",
+        "-n",
+        "A",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.created",
+    ];
+    server
+        .cli_with_env(&args, &[("AUTOMATA_APP", "team-a")])
+        .ok();
+    let in_a = server
+        .cli(&["list", "automations", "--app", "team-a", "-o", "json"])
+        .ok();
+    assert_eq!(in_a.json()["data"].as_array().unwrap().len(), 1);
+    let in_default = server.json(&["list", "automations"]);
+    assert_eq!(in_default["data"], Value::Array(vec![]));
+    // The flag wins over the environment.
+    let flag_wins = server
+        .cli_with_env(
+            &["list", "automations", "--app", "default", "-o", "json"],
+            &[("AUTOMATA_APP", "team-a")],
+        )
+        .ok();
+    assert_eq!(flag_wins.json()["data"], Value::Array(vec![]));
+}
+
+#[test]
+fn server_errors_exit_1_with_the_servers_message() {
+    let server = Server::start();
+    server
+        .cli(&["describe", "automation", "aut_00000000000000000000000000"])
+        .fails_with(1, "aut_00000000000000000000000000");
+    server
+        .cli(&[
+            "describe",
+            "automationrun",
+            "atr_00000000000000000000000000",
+        ])
+        .fails_with(1, "atr_00000000000000000000000000");
+    let invalid_cron = server.cli(&[
+        "create",
+        "automation",
+        "-n",
+        "Bad",
+        "-t",
+        "scheduled",
+        "--schedule",
+        "61 * * * *",
+    ]);
+    let invalid_cron = invalid_cron.fails_with(1, "error:");
+    assert!(
+        invalid_cron.stderr.contains("schedule"),
+        "{invalid_cron:#?}"
+    );
+    assert_eq!(invalid_cron.stdout, "");
+    server
+        .cli(&[
+            "create",
+            "automation",
+            "-n",
+            "Bad",
+            "-t",
+            "trigger",
+            "--trigger",
+            "no.such_event",
+        ])
+        .fails_with(1, "no.such_event");
+}
+
+#[test]
+fn an_unreachable_server_is_named_and_exits_1() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    cli_without_server(&["list", "automations"], &[("AUTOMATA_URL", &url)])
+        .fails_with(1, &format!("cannot reach the Automata server at {url}"));
+    cli_without_server(&["list", "automations", "--url", &url], &[]).fails_with(1, &url);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let no_server = [("AUTOMATA_URL", "http://127.0.0.1:9")];
+    for args in [
+        vec!["list"],
+        vec!["list", "widgets"],
+        vec!["create", "automation", "-n", "X", "-t", "scheduled"],
+        vec!["create", "automation", "-n", "X", "-t", "trigger"],
+        vec!["create", "automation", "-n", "X", "-t", "sometimes"],
+        vec!["list", "automations", "-o", "yaml"],
+        vec!["list", "automationruns"],
+        vec![
+            "list",
+            "automationruns",
+            "--automation",
+            "aut_1",
+            "--limit",
+            "101",
+        ],
+        vec!["list", "automations", "--app", "no spaces"],
+        vec!["list", "automations", "--url", "localhost:7070"],
+        vec![
+            "create",
+            "automation",
+            "-n",
+            "X",
+            "-t",
+            "trigger",
+            "--trigger",
+            "a",
+            "--metadata",
+            "[1]",
+        ],
+        vec!["send", "event", "thread.created", "--payload", "{not json"],
+        vec!["completions", "tcsh"],
+    ] {
+        let run = cli_without_server(&args, &no_server);
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(run.stderr.contains("error"), "{args:?}: {run:#?}");
+    }
+    // Checked by the CLI after parsing, before anything is sent.
+    cli_without_server(&["update", "automation", "aut_1"], &no_server)
+        .fails_with(2, "nothing to update");
+    cli_without_server(
+        &[
+            "update",
+            "automation",
+            "aut_1",
+            "-n",
+            "X",
+            "--clear",
+            "lookup_key",
+            "--lookup-key",
+            "k",
+        ],
+        &no_server,
+    )
+    .fails_with(2, "both set and cleared");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["list"],
+        &["list", "automations"],
+        &["list", "automationruns"],
+        &["list", "configs"],
+        &["list", "events"],
+        &["describe"],
+        &["describe", "automation"],
+        &["describe", "automationrun"],
+        &["describe", "config"],
+        &["create"],
+        &["create", "automation"],
+        &["create", "config"],
+        &["update"],
+        &["update", "automation"],
+        &["delete"],
+        &["delete", "automation"],
+        &["delete", "config"],
+        &["activate"],
+        &["activate", "automation"],
+        &["pause"],
+        &["pause", "automation"],
+        &["reset"],
+        &["reset", "automation"],
+        &["send"],
+        &["send", "event"],
+        &["run"],
+        &["run", "automation"],
+        &["cancel"],
+        &["cancel", "automationrun"],
+        &["completions"],
+        &["run-local"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = cli_without_server(&args, &[]).ok();
+        assert!(
+            help.stdout.contains("Example") && help.stdout.contains("automata "),
+            "{command:?} has no example: {}",
+            help.stdout
+        );
+    }
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef automata"),
+        ("fish", "complete -c automata"),
+    ] {
+        let script = cli_without_server(&["completions", shell], &[]).ok();
+        assert!(
+            script.stdout.contains(marker),
+            "{shell}: {}",
+            &script.stdout[..200.min(script.stdout.len())]
+        );
+        assert!(script.stdout.contains("automationruns"), "{shell}");
+    }
+}

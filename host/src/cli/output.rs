@@ -26,10 +26,12 @@ pub struct Printer {
 impl Printer {
     /// Colours only when stdout is a terminal and `NO_COLOR` is unset or empty.
     pub fn new(format: Format) -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self {
             format,
-            color: !no_color && std::io::stdout().is_terminal(),
+            color: wants_color(
+                std::env::var_os("NO_COLOR"),
+                std::io::stdout().is_terminal(),
+            ),
         }
     }
 
@@ -71,6 +73,12 @@ impl Printer {
     pub fn fields(&self, fields: &[(&str, Cell)]) {
         print!("{}", render_fields(fields));
     }
+}
+
+/// <https://no-color.org>: a non-empty `NO_COLOR` turns colour off; pipes
+/// and files never get escape codes.
+fn wants_color(no_color: Option<std::ffi::OsString>, stdout_is_terminal: bool) -> bool {
+    stdout_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +372,14 @@ mod tests {
              aut_1    \x1b[32mrunning\x1b[0m   x\n\
              aut_22   draft\n"
         );
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        assert!(wants_color(None, true));
+        assert!(wants_color(Some("".into()), true));
+        assert!(!wants_color(Some("1".into()), true));
+        assert!(!wants_color(None, false));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::runner::{CANCELLED_MESSAGE, Outcome, Runner, RunnerConfig};
 ///   automata run-local target/guests/welcome-new-members.wasm \
 ///     --input '{"trigger":"thread.member_joined","payload":{"member":{"name":"Ada"}}}'
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct RunLocal {
     /// The component (.wasm) to run.
     component: PathBuf,

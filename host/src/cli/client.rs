@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use clap::Args;
-use reqwest::{Method, RequestBuilder, StatusCode, Url, header};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::Value;
 
 use super::output::{Format, Printer};
@@ -170,8 +171,17 @@ impl Api {
     }
 
     pub async fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value, ApiError> {
+        Ok(self.post_with_headers(segments, body).await?.0)
+    }
+
+    /// Posts and also returns the response headers (e.g. `idempotent-replayed`).
+    pub async fn post_with_headers(
+        &self,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<(Value, HeaderMap), ApiError> {
         let request = self.request(Method::POST, self.app_url(segments));
-        self.send(with_json(request, body)).await
+        self.send_with_headers(with_json(request, body)).await
     }
 
     pub async fn patch(&self, segments: &[&str], body: &Value) -> Result<Value, ApiError> {
@@ -213,14 +223,22 @@ impl Api {
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Value, ApiError> {
+        Ok(self.send_with_headers(request).await?.0)
+    }
+
+    async fn send_with_headers(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(Value, HeaderMap), ApiError> {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let url = response.url().to_string();
+        let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        decode(status, &url, &body)
+        Ok((decode(status, &url, &body)?, headers))
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> ApiError {

@@ -284,8 +284,9 @@ impl Progress {
     }
 
     fn draw(&self) {
+        // Back to the line's start and clear it: a shorter line leaves no tail.
         eprint!(
-            "\r{}",
+            "\r\x1b[K{}",
             progress_line(&self.label, self.sent.load(Ordering::Relaxed), self.total)
         );
     }

@@ -98,7 +98,7 @@ impl List {
             What::Automationruns(runs) => {
                 let list = runs.fetch(&api).await?;
                 show(&out, &list, "runs", |rows| {
-                    views::runs_table(&out, rows, now)
+                    views::runs_table(&out, rows, false, now)
                 });
                 if let Some(cursor) = list["next_cursor"].as_str().filter(|_| !out.is_json()) {
                     eprintln!("More runs: add --all, or --cursor {cursor} for the next page.");

@@ -12,8 +12,8 @@ mod list;
 mod output;
 mod run;
 mod run_local;
-mod serve;
 mod send;
+mod serve;
 mod update;
 mod views;
 
@@ -84,6 +84,7 @@ enum Command {
     Reset(lifecycle::Lifecycle),
     Send(send::Send),
     Run(run::Run),
+    Rerun(run::Rerun),
     Cancel(cancel::Cancel),
     Completions(completions::Completions),
 }
@@ -103,6 +104,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Reset(cmd) => block_on(cmd.run(lifecycle::Transition::Reset)),
         Command::Send(cmd) => block_on(cmd.run()),
         Command::Run(cmd) => block_on(cmd.run()),
+        Command::Rerun(cmd) => block_on(cmd.run()),
         Command::Cancel(cmd) => block_on(cmd.run()),
         Command::Completions(cmd) => cmd.run(),
     };

@@ -1,14 +1,15 @@
-//! `automata run automation`: run an automation now, whatever its status.
+//! `automata run automation` and `automata rerun automationrun`: start a run
+//! now, optionally waiting for it to finish.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::args::json_value;
-use super::client::Connection;
+use super::args::json_object;
+use super::client::{Api, Connection};
 use super::describe::{follow_run, show};
-use super::output::text;
+use super::output::{Printer, text};
 use super::views;
 
 /// Run an automation now with a given input (drafts and paused ones too, for testing).
@@ -17,30 +18,59 @@ use super::views;
   automata run automation aut_abc123 --wait")]
 pub struct Run {
     #[command(subcommand)]
-    what: What,
+    what: RunWhat,
     #[command(flatten)]
     connection: Connection,
 }
 
 #[derive(Debug, Subcommand)]
-enum What {
+enum RunWhat {
     /// Run an automation now; with --wait, show the finished run (exit 1 unless it completed).
     #[command(after_help = "Examples:
   automata run automation aut_abc123
   automata run automation aut_abc123 --wait \\
     --input '{\"trigger\":\"thread.member_joined\",\"payload\":{\"member\":{\"name\":\"Ada\"}}}'")]
-    Automation(RunAutomation),
+    Automation {
+        /// The automation's ID or lookup key.
+        #[arg(value_name = "AUTOMATION_ID")]
+        id: String,
+        /// The workflow input, `{"trigger": …, "payload": {…}}`; each part defaults to the
+        /// automation's own event and `{}` (`{"scheduled_at": now}` when scheduled).
+        #[arg(long, short = 'i', value_parser = json_object, value_name = "JSON")]
+        input: Option<Value>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// Run a finished run's input again as a new run.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  automata rerun automationrun atr_abc123 --wait")]
+pub struct Rerun {
+    #[command(subcommand)]
+    what: RerunWhat,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum RerunWhat {
+    /// Start a new run of the same automation on the same input, linked by `rerun_of`.
+    #[command(after_help = "Example:
+  automata rerun automationrun atr_abc123 --wait")]
+    Automationrun {
+        /// The run to repeat.
+        #[arg(value_name = "RUN_ID")]
+        id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(Debug, Args)]
-struct RunAutomation {
-    /// The automation's ID or lookup key.
-    #[arg(value_name = "AUTOMATION_ID")]
-    id: String,
-    /// The workflow input, `{"trigger": …, "payload": {…}}` (default: the automation's own trigger with an empty payload).
-    #[arg(long, short = 'i', value_parser = json_value, value_name = "JSON")]
-    input: Option<Value>,
-    /// Wait for the run to finish and show it.
+struct Wait {
+    /// Wait for the run to finish and show it; exit 1 unless it completed.
     #[arg(long, short = 'w')]
     wait: bool,
 }
@@ -48,24 +78,36 @@ struct RunAutomation {
 impl Run {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let (api, out) = self.connection.open()?;
-        let What::Automation(request) = self.what;
-        let body = request.input.map(|input| json!({"input": input}));
+        let RunWhat::Automation { id, input, wait } = self.what;
         let created = api
-            .post(
-                &["automations", &request.id, "run"],
-                Some(&body.unwrap_or_else(|| json!({}))),
-            )
+            .post(&["automations", &id, "run"], input.as_ref())
             .await?;
-        if !request.wait {
-            show(&out, &created, views::run_detail);
-            return Ok(ExitCode::SUCCESS);
-        }
-        let finished = follow_run(&api, &text(&created, "id")).await?;
-        show(&out, &finished, views::run_detail);
-        Ok(if text(&finished, "status") == "completed" {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        finish(&api, &out, created, wait).await
     }
+}
+
+impl Rerun {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let (api, out) = self.connection.open()?;
+        let RerunWhat::Automationrun { id, wait } = self.what;
+        let created = api
+            .post(&["automations", "runs", &id, "rerun"], None)
+            .await?;
+        finish(&api, &out, created, wait).await
+    }
+}
+
+/// Shows the new run, or with `--wait` the finished one.
+async fn finish(api: &Api, out: &Printer, created: Value, wait: Wait) -> anyhow::Result<ExitCode> {
+    if !wait.wait {
+        show(out, &created, views::run_detail);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let finished = follow_run(api, &text(&created, "id")).await?;
+    show(out, &finished, views::run_detail);
+    Ok(if text(&finished, "status") == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

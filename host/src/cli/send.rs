@@ -6,8 +6,11 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::args::json_object;
-use super::client::Connection;
-use super::output::{cell, text};
+use super::client::{Api, Connection};
+use super::views;
+
+/// Set by the server on the first answer replayed for a repeated idempotency key.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Send a platform event; every running trigger automation on it gets a run.
 #[derive(Debug, Args)]
@@ -49,50 +52,60 @@ impl Send {
         let mut body = Map::new();
         body.insert("trigger".into(), json!(event.trigger));
         body.insert("payload".into(), event.payload);
-        if let Some(key) = event.idempotency_key {
+        if let Some(key) = &event.idempotency_key {
             body.insert("idempotency_key".into(), json!(key));
         }
-        let accepted = api.post(&["events"], Some(&Value::Object(body))).await?;
+        let (receipt, headers) = api
+            .post_with_headers(&["events"], Some(&Value::Object(body)))
+            .await?;
         if out.is_json() {
-            out.json(&accepted);
+            out.json(&receipt);
             return Ok(ExitCode::SUCCESS);
         }
-        let runs = created_runs(&accepted);
-        let noun = if runs.len() == 1 { "run" } else { "runs" };
-        println!(
-            "Event {} accepted: {} {noun} created.",
-            event.trigger,
-            runs.len()
-        );
-        if !runs.is_empty() {
-            let rows = runs
-                .iter()
-                .map(|r| {
-                    vec![
-                        cell(r, "id"),
-                        cell(r, "automation_id"),
-                        out.status(&text(r, "status")),
-                    ]
-                })
-                .collect();
-            out.table(&["RUN", "AUTOMATION", "STATUS"], rows);
+        let run_ids = run_ids(&receipt);
+        let replayed = headers
+            .get(REPLAYED_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"true");
+        let noun = if run_ids.len() == 1 { "run" } else { "runs" };
+        if replayed {
+            println!(
+                "Event {} was already received with this idempotency key: no new runs; \
+                 it created {} {noun}.",
+                event.trigger,
+                run_ids.len()
+            );
+        } else {
+            println!(
+                "Event {} accepted: {} {noun} created.",
+                event.trigger,
+                run_ids.len()
+            );
+        }
+        if !run_ids.is_empty() {
+            let runs = fetch_runs(&api, &run_ids).await?;
+            views::runs_table(&out, &runs, true, chrono::Utc::now());
         }
         Ok(ExitCode::SUCCESS)
     }
 }
 
-/// The runs an event created, as objects (bare IDs become `{"id": …}`).
-fn created_runs(accepted: &Value) -> Vec<Value> {
-    let list = ["runs", "run_ids", "data"]
-        .iter()
-        .find_map(|key| accepted.get(*key).and_then(Value::as_array));
-    list.into_iter()
+/// The IDs of the runs an event created.
+fn run_ids(receipt: &Value) -> Vec<String> {
+    receipt["run_ids"]
+        .as_array()
+        .into_iter()
         .flatten()
-        .map(|run| match run {
-            Value::String(id) => json!({"id": id}),
-            other => other.clone(),
-        })
+        .filter_map(|id| id.as_str().map(str::to_owned))
         .collect()
+}
+
+/// The runs themselves, so the table shows which automation each belongs to.
+async fn fetch_runs(api: &Api, ids: &[String]) -> anyhow::Result<Vec<Value>> {
+    let mut runs = Vec::with_capacity(ids.len());
+    for id in ids {
+        runs.push(api.get(&["automations", "runs", id], &[]).await?);
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -100,15 +113,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn created_runs_accept_objects_or_ids() {
-        let objects =
-            json!({"runs": [{"id": "atr_1", "automation_id": "aut_1", "status": "pending"}]});
-        assert_eq!(created_runs(&objects)[0]["automation_id"], "aut_1");
-        let ids = json!({"run_ids": ["atr_1", "atr_2"]});
-        assert_eq!(
-            created_runs(&ids),
-            vec![json!({"id": "atr_1"}), json!({"id": "atr_2"})]
-        );
-        assert!(created_runs(&json!({})).is_empty());
+    fn run_ids_come_from_the_receipt() {
+        let receipt = json!({"trigger": "thread.created", "run_ids": ["atr_1", "atr_2"]});
+        assert_eq!(run_ids(&receipt), ["atr_1", "atr_2"]);
+        assert!(run_ids(&json!({"run_ids": []})).is_empty());
     }
 }

@@ -195,33 +195,35 @@ fn policies(a: &Value) -> Vec<(&'static str, String)> {
     lines
 }
 
-pub fn runs_table(out: &Printer, runs: &[Value], now: DateTime<Utc>) {
+/// Runs as a table; the automation column only where runs of several
+/// automations can meet (an event's runs).
+pub fn runs_table(out: &Printer, runs: &[Value], with_automation: bool, now: DateTime<Utc>) {
     let rows = runs
         .iter()
         .map(|r| {
-            vec![
-                cell(r, "id"),
-                cell(r, "automation_id"),
+            let mut row = vec![cell(r, "id")];
+            if with_automation {
+                row.push(cell(r, "automation_id"));
+            }
+            row.extend([
                 out.status(&text(r, "status")),
                 cell(r, "trigger"),
+                cell(r, "attempt"),
                 ago(r, "created_at", now),
                 Cell::from(run_duration(r).map_or_else(|| "-".to_owned(), duration_ms)),
                 Cell::from(one_line(&run_problem(r), 60)),
-            ]
+            ]);
+            row
         })
         .collect();
-    out.table(
-        &[
-            "ID",
-            "AUTOMATION",
-            "STATUS",
-            "TRIGGER",
-            "CREATED",
-            "DURATION",
-            "ERROR",
-        ],
-        rows,
-    );
+    let mut headers = vec!["ID"];
+    if with_automation {
+        headers.push("AUTOMATION");
+    }
+    headers.extend([
+        "STATUS", "TRIGGER", "ATTEMPT", "CREATED", "DURATION", "ERROR",
+    ]);
+    out.table(&headers, rows);
 }
 
 /// Wall time between start and finish, in milliseconds.
@@ -296,12 +298,21 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
     if let Some(ms) = run_duration(run) {
         fields.push(("Duration", Cell::from(duration_ms(ms))));
     }
-    let accounting: Vec<(String, String)> = run
+    let mut accounting: Vec<(&String, &Value)> = run
         .get("accounting")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
         .filter(|(_, value)| !value.is_null())
+        .collect();
+    accounting.sort_by_key(|(key, _)| {
+        ACCOUNTING_ORDER
+            .iter()
+            .position(|k| k == key)
+            .unwrap_or(usize::MAX)
+    });
+    let accounting: Vec<(String, String)> = accounting
+        .into_iter()
         .map(|(key, value)| (accounting_label(key), accounting_value(key, value)))
         .collect();
     for (label, value) in &accounting {
@@ -360,6 +371,15 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
         }
     }
 }
+
+/// Accounting fields in the order a run spends them; fields newer than this
+/// client follow.
+const ACCOUNTING_ORDER: [&str; 4] = [
+    "queued_us",
+    "execution_us",
+    "fuel_consumed",
+    "peak_memory_bytes",
+];
 
 /// A label for an accounting field: ours by name, newer ones spelled out.
 fn accounting_label(key: &str) -> String {

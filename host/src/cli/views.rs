@@ -76,11 +76,12 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
         ("Type", cell(a, "type")),
         ("Status", out.status(&text(a, "status"))),
     ];
+    let scheduled = text(a, "type") == "scheduled";
     for (label, key) in [
         ("Description", "description"),
         ("Trigger", "trigger"),
         ("Schedule", "schedule"),
-        ("Time zone", "timezone"),
+        ("Time zone", if scheduled { "timezone" } else { "" }),
         ("Config", "config_id"),
         ("Run as user", "run_as_user_id"),
         ("Lookup key", "lookup_key"),
@@ -134,8 +135,9 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
     );
 }
 
-/// The execution policies, in words: catch-up (scheduled only), overlap,
-/// concurrency, retries and sandbox limit overrides.
+/// The execution policies, in words: catch-up and overlap (they are about
+/// cron ticks, so scheduled automations only), concurrency, retries and
+/// sandbox limit overrides.
 fn policies(a: &Value) -> Vec<(&'static str, String)> {
     let mut lines = Vec::new();
     let catchup = text(a, "catchup");
@@ -154,7 +156,7 @@ fn policies(a: &Value) -> Vec<(&'static str, String)> {
             },
         ));
     }
-    if !text(a, "overlap").is_empty() {
+    if text(a, "type") == "scheduled" && !text(a, "overlap").is_empty() {
         lines.push(("Overlap", text(a, "overlap")));
     }
     if let Some(max) = a["max_concurrency"].as_u64() {
@@ -185,6 +187,8 @@ fn policies(a: &Value) -> Vec<(&'static str, String)> {
                 "fuel" => format!("fuel {}", count(number)),
                 "memory_bytes" => format!("memory {}", bytes(number)),
                 "timeout_ms" => format!("timeout {}", duration_ms(number as f64)),
+                "output_lines" => format!("output {number} lines"),
+                "output_bytes" => format!("output {}", bytes(number)),
                 other => format!("{other} {number}"),
             })
         })
@@ -593,7 +597,7 @@ mod tests {
         );
         let defaults = json!({"type": "trigger", "catchup": "skip", "overlap": "allow",
             "max_concurrency": null, "retry": {"max_attempts": 1}, "limits": {}});
-        assert_eq!(policies(&defaults), vec![("Overlap", "allow".to_owned())]);
+        assert!(policies(&defaults).is_empty());
     }
 
     #[test]

@@ -679,6 +679,7 @@ fn every_command_has_help_with_an_example() {
         &["cancel", "automationrun"],
         &["completions"],
         &["run-local"],
+        &["serve"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -707,4 +708,288 @@ fn completions_are_generated_for_each_shell() {
         );
         assert!(script.stdout.contains("automationruns"), "{shell}");
     }
+}
+
+/// A running trigger automation on `thread.created` running the sleeper test
+/// workflow, which fails, sleeps or echoes as its payload asks.
+fn sleeper_automation(server: &Server) -> String {
+    let config = upload(server, "sleeper");
+    let created = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Sleeper",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.created",
+        "--config-id",
+        &config,
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    server.cli(&["activate", "automation", &id]).ok();
+    id
+}
+
+#[test]
+fn events_create_runs_that_can_be_followed_and_listed() {
+    let server = Server::start();
+    let automation = sleeper_automation(&server);
+
+    let sent = server
+        .cli(&[
+            "send",
+            "event",
+            "thread.created",
+            "--payload",
+            r#"{"error": "boom"}"#,
+        ])
+        .ok();
+    assert!(
+        sent.stdout
+            .starts_with("Event thread.created accepted: 1 run created."),
+        "{sent:#?}"
+    );
+    let table = Run {
+        stdout: sent.stdout.lines().skip(1).collect::<Vec<_>>().join("\n"),
+        ..sent
+    };
+    assert_eq!(
+        table.header(),
+        [
+            "ID",
+            "AUTOMATION",
+            "STATUS",
+            "TRIGGER",
+            "ATTEMPT",
+            "CREATED",
+            "DURATION",
+            "ERROR"
+        ]
+    );
+    let failed_run = table.rows()[0][0].clone();
+    assert_eq!(table.rows()[0][1], automation);
+
+    // Follow until it ends, then the spec's `describe automationrun atr_…`.
+    let followed = server
+        .cli(&["describe", "automationrun", &failed_run, "--follow"])
+        .ok();
+    assert_eq!(followed.field("Status"), "failed");
+    let described = server.cli(&["describe", "automationrun", &failed_run]).ok();
+    assert_eq!(described.field("Automation"), automation);
+    assert_eq!(described.field("Trigger"), "thread.created");
+    assert!(
+        described
+            .field("Fuel")
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ',')
+    );
+    assert!(
+        described.stdout.contains("Error:\n  boom\n"),
+        "{described:#?}"
+    );
+    assert!(
+        described.stdout.contains("Output:\n  attempt 1 of run"),
+        "{described:#?}"
+    );
+    assert!(
+        described.stdout.contains("History:\n  pending"),
+        "{described:#?}"
+    );
+
+    let ok = server.json(&[
+        "send",
+        "event",
+        "thread.created",
+        "--payload",
+        r#"{"n": 1}"#,
+    ]);
+    let ok_run = ok["run_ids"][0].as_str().unwrap().to_owned();
+    let finished = server.json(&["describe", "automationrun", &ok_run, "--follow"]);
+    assert_eq!(finished["status"], "completed");
+    assert_eq!(
+        finished["input"],
+        serde_json::json!({"trigger": "thread.created", "payload": {"n": 1}})
+    );
+    let shown = server.cli(&["describe", "automationrun", &ok_run]).ok();
+    assert!(shown.stdout.contains("Payload:\n  {"), "{shown:#?}");
+
+    // archastro list automationruns --automation aut_abc123 --status failed
+    let failed = server
+        .cli(&[
+            "list",
+            "automationruns",
+            "--automation",
+            &automation,
+            "--status",
+            "failed",
+        ])
+        .ok();
+    assert_eq!(
+        failed.header(),
+        [
+            "ID", "STATUS", "TRIGGER", "ATTEMPT", "CREATED", "DURATION", "ERROR"
+        ]
+    );
+    let rows = failed.rows();
+    assert_eq!(rows.len(), 1, "{failed:#?}");
+    assert_eq!(
+        rows[0][..4],
+        [failed_run.as_str(), "failed", "thread.created", "1"]
+    );
+    assert_eq!(rows[0].last().unwrap(), "boom");
+    let all = server.json(&["list", "automationruns", "--automation", &automation]);
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+
+    // A repeated idempotency key creates nothing and says so.
+    let first = server.json(&[
+        "send",
+        "event",
+        "thread.created",
+        "--idempotency-key",
+        "k-1",
+    ]);
+    let again = server
+        .cli(&[
+            "send",
+            "event",
+            "thread.created",
+            "--idempotency-key",
+            "k-1",
+        ])
+        .ok();
+    assert!(again.stdout.contains("already received"), "{again:#?}");
+    assert!(
+        again.stdout.contains(first["run_ids"][0].as_str().unwrap()),
+        "{again:#?}"
+    );
+
+    // An event nobody listens to is accepted with no runs; an unknown one is refused.
+    let quiet = server.cli(&["send", "event", "email.received"]).ok();
+    assert_eq!(
+        quiet.stdout.trim(),
+        "Event email.received accepted: 0 runs created."
+    );
+    server
+        .cli(&["send", "event", "thread.exploded"])
+        .fails_with(1, "thread.exploded");
+}
+
+#[test]
+fn runs_can_be_started_waited_for_cancelled_and_rerun() {
+    let server = Server::start();
+    let automation = sleeper_automation(&server);
+
+    let completed = server
+        .cli(&[
+            "run",
+            "automation",
+            &automation,
+            "--wait",
+            "--input",
+            r#"{"payload": {"hello": "world"}}"#,
+        ])
+        .ok();
+    assert_eq!(completed.field("Status"), "completed");
+    assert!(
+        completed.stdout.contains("\"hello\": \"world\""),
+        "{completed:#?}"
+    );
+
+    // --wait exits 1 when the run did not complete, after showing it.
+    let failed = server.cli(&[
+        "run",
+        "automation",
+        &automation,
+        "--wait",
+        "--input",
+        r#"{"payload": {"error": "nope"}}"#,
+    ]);
+    assert_eq!(failed.code, 1, "{failed:#?}");
+    assert_eq!(failed.field("Status"), "failed");
+    let failed_run = failed.field("ID");
+
+    let rerun = server.cli(&["rerun", "automationrun", &failed_run, "--wait"]);
+    assert_eq!(rerun.code, 1, "{rerun:#?}");
+    assert_eq!(rerun.field("Rerun of"), failed_run);
+
+    // A long run is interrupted by cancel; cancelling it again is refused.
+    let long = server.json(&[
+        "run",
+        "automation",
+        &automation,
+        "--input",
+        r#"{"payload": {"sleep_ms": 60000}}"#,
+    ]);
+    let long_run = long["id"].as_str().unwrap().to_owned();
+    let cancelled = server.cli(&["cancel", "automationrun", &long_run]).ok();
+    assert_eq!(cancelled.field("Status"), "cancelled");
+    server
+        .cli(&["cancel", "automationrun", &long_run])
+        .fails_with(1, "error:");
+    server
+        .cli(&["run", "automation", "aut_00000000000000000000000000"])
+        .fails_with(1, "aut_00000000000000000000000000");
+}
+
+#[test]
+fn all_runs_are_listed_by_following_cursors() {
+    let server = Server::start();
+    let automation = sleeper_automation(&server);
+    for _ in 0..5 {
+        server
+            .cli(&["run", "automation", &automation, "--wait"])
+            .ok();
+    }
+    let page = server
+        .cli(&[
+            "list",
+            "automationruns",
+            "--automation",
+            &automation,
+            "--limit",
+            "2",
+        ])
+        .ok();
+    assert_eq!(page.rows().len(), 2, "{page:#?}");
+    assert!(page.stderr.contains("--all, or --cursor "), "{page:#?}");
+
+    let all = server
+        .cli(&[
+            "list",
+            "automationruns",
+            "--automation",
+            &automation,
+            "--limit",
+            "2",
+            "--all",
+        ])
+        .ok();
+    let ids: Vec<String> = all.rows().into_iter().map(|row| row[0].clone()).collect();
+    assert_eq!(ids.len(), 5, "{all:#?}");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{all:#?}");
+    assert_eq!(all.stderr, "");
+
+    let json = server.json(&[
+        "list",
+        "automationruns",
+        "--automation",
+        &automation,
+        "--limit",
+        "2",
+        "--all",
+    ]);
+    assert_eq!(json["data"].as_array().unwrap().len(), 5);
+    assert_eq!(json["next_cursor"], Value::Null);
+    // The same runs, newest first, as the table.
+    let json_ids: Vec<&str> = json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(json_ids, ids);
 }

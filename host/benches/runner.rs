@@ -5,6 +5,11 @@
 //! scripts/build-guests && cargo bench -p automata --bench runner
 //! ```
 //!
+//! (`cargo bench` builds everything in release first. To reuse the dev build,
+//! whose dependencies are already at opt-level 2: `cargo bench -p automata
+//! --bench runner --profile dev --config 'profile.dev.package.automata.opt-level=2'`.)
+//! Under `cargo test` it takes a few samples only, to check every path works.
+//!
 //! Measures, for the welcome example, in one process:
 //! - (a) the floor: bare wasmtime, `InstancePre::instantiate_async` + `call_run`
 //!   with a fresh WASI context, on the runner's own engine (pooling allocator,
@@ -13,7 +18,7 @@
 //!   reference;
 //! - (b) the runner's full path, `Runner::run` (slot, fresh store with limits,
 //!   output capture, classification, accounting);
-//! - runs/s with one and two concurrent runners' tasks;
+//! - runs/s of (a) and (b) with one and two concurrent tasks on two threads;
 //! - a cold `Runner::load` (compile) against a cache load.
 //!
 //! Samples of (a), (a0) and (b) are taken in interleaved blocks so that noise
@@ -42,12 +47,35 @@ mod bare {
 use bare::automata::workflow::{log, types as wit};
 use bare::{Workflow as BareWorkflow, WorkflowPre};
 
-const BLOCKS: usize = 30;
-const RUNS_PER_BLOCK: usize = 100;
-const WARMUP: usize = 200;
-const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
-const COLD_LOADS: usize = 5;
-const CACHED_LOADS: usize = 20;
+/// How many samples to take.
+#[derive(Clone, Copy)]
+struct Plan {
+    blocks: usize,
+    runs_per_block: usize,
+    warmup: usize,
+    throughput_window: Duration,
+    cold_loads: usize,
+    cached_loads: usize,
+}
+
+/// `cargo bench` passes `--bench`; without it (`cargo test --all-targets`)
+/// the benchmark only checks that every path works, with a few samples.
+const FULL: Plan = Plan {
+    blocks: 30,
+    runs_per_block: 100,
+    warmup: 200,
+    throughput_window: Duration::from_secs(3),
+    cold_loads: 5,
+    cached_loads: 20,
+};
+const SMOKE: Plan = Plan {
+    blocks: 1,
+    runs_per_block: 3,
+    warmup: 1,
+    throughput_window: Duration::from_millis(50),
+    cold_loads: 1,
+    cached_loads: 1,
+};
 
 /// Bare wasmtime's store state: WASI and a log that drops its lines.
 struct Bare {
@@ -155,8 +183,8 @@ fn micros(d: Duration) -> f64 {
 }
 
 /// Runs/s of `tasks` tasks each calling `run_once` in a loop for
-/// [`THROUGHPUT_WINDOW`].
-async fn throughput<F, Fut>(tasks: usize, run_once: F) -> f64
+/// `window`.
+async fn throughput<F, Fut>(tasks: usize, window: Duration, run_once: F) -> f64
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -167,7 +195,7 @@ where
         let run_once = run_once.clone();
         handles.push(tokio::spawn(async move {
             let mut runs = 0u64;
-            while started.elapsed() < THROUGHPUT_WINDOW {
+            while started.elapsed() < window {
                 run_once().await;
                 runs += 1;
             }
@@ -233,10 +261,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench());
+    let plan = if std::env::args().any(|arg| arg == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    runtime.block_on(bench(plan));
 }
 
-async fn bench() {
+async fn bench(plan: Plan) {
     let bytes = guest("welcome-new-members");
     let runner = Arc::new(
         Runner::new(RunnerConfig {
@@ -254,7 +287,7 @@ async fn bench() {
     let (ctx, input) = inputs();
     let (wit_ctx, wit_input) = wit_inputs(&ctx, &input);
 
-    for _ in 0..WARMUP {
+    for _ in 0..plan.warmup {
         bare_run(runner.engine(), true, &floor_pre, &wit_ctx, &wit_input).await;
         bare_run(&plain_engine, false, &plain, &wit_ctx, &wit_input).await;
         runner_run(&runner, &workflow, &ctx, &input).await;
@@ -262,18 +295,18 @@ async fn bench() {
     let mut floor_samples = Vec::new();
     let mut plain_samples = Vec::new();
     let mut runner_samples = Vec::new();
-    for _ in 0..BLOCKS {
-        for _ in 0..RUNS_PER_BLOCK {
+    for _ in 0..plan.blocks {
+        for _ in 0..plan.runs_per_block {
             let t = Instant::now();
             bare_run(runner.engine(), true, &floor_pre, &wit_ctx, &wit_input).await;
             floor_samples.push(t.elapsed());
         }
-        for _ in 0..RUNS_PER_BLOCK {
+        for _ in 0..plan.runs_per_block {
             let t = Instant::now();
             bare_run(&plain_engine, false, &plain, &wit_ctx, &wit_input).await;
             plain_samples.push(t.elapsed());
         }
-        for _ in 0..RUNS_PER_BLOCK {
+        for _ in 0..plan.runs_per_block {
             let t = Instant::now();
             runner_run(&runner, &workflow, &ctx, &input).await;
             runner_samples.push(t.elapsed());
@@ -282,7 +315,7 @@ async fn bench() {
     let floor = median(&mut floor_samples);
     let plain = median(&mut plain_samples);
     let full = median(&mut runner_samples);
-    let n = BLOCKS * RUNS_PER_BLOCK;
+    let n = plan.blocks * plan.runs_per_block;
     println!("per-run median over {n} runs each (welcome-new-members):");
     println!(
         "  (a)  bare wasmtime, runner's engine:     {:>8.1} µs",
@@ -323,13 +356,13 @@ async fn bench() {
             async move { bare_run(&engine, true, &pre, &ctx, &input).await }
         }
     };
-    let floor_one = throughput(1, floor_run.clone()).await;
-    let floor_two = throughput(2, floor_run).await;
-    let one = throughput(1, full_run.clone()).await;
-    let two = throughput(2, full_run).await;
+    let floor_one = throughput(1, plan.throughput_window, floor_run.clone()).await;
+    let floor_two = throughput(2, plan.throughput_window, floor_run).await;
+    let one = throughput(1, plan.throughput_window, full_run.clone()).await;
+    let two = throughput(2, plan.throughput_window, full_run).await;
     println!(
         "throughput over {:?} each (2 worker threads):",
-        THROUGHPUT_WINDOW
+        plan.throughput_window
     );
     println!("  (a) bare wasmtime, 1 task:               {floor_one:>8.0} runs/s");
     println!("  (a) bare wasmtime, 2 tasks:              {floor_two:>8.0} runs/s");
@@ -338,14 +371,14 @@ async fn bench() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut cold = Vec::new();
-    for i in 0..COLD_LOADS {
+    for i in 0..plan.cold_loads {
         let (took, from_cache) = load_time(&bytes, dir.path().join(format!("cold-{i}"))).await;
         assert!(!from_cache);
         cold.push(took);
     }
     let warm_dir = dir.path().join("cold-0");
     let mut cached = Vec::new();
-    for _ in 0..CACHED_LOADS {
+    for _ in 0..plan.cached_loads {
         let (took, from_cache) = load_time(&bytes, warm_dir.clone()).await;
         assert!(from_cache);
         cached.push(took);
@@ -354,11 +387,13 @@ async fn bench() {
     let cached = median(&mut cached);
     println!("Runner::load median (includes reading the graph):");
     println!(
-        "  cold compile ({COLD_LOADS} loads):                 {:>8.2} ms",
+        "  cold compile ({} loads):                 {:>8.2} ms",
+        plan.cold_loads,
         cold.as_secs_f64() * 1e3
     );
     println!(
-        "  cache load ({CACHED_LOADS} loads):                  {:>8.2} ms",
+        "  cache load ({} loads):                  {:>8.2} ms",
+        plan.cached_loads,
         cached.as_secs_f64() * 1e3
     );
     println!(

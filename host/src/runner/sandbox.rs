@@ -54,6 +54,11 @@ const MAX_INSTANCES: usize = 64;
 const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 8;
 
+/// Most live WASI resources (streams, pollables, …) a run may hold, and the
+/// most random bytes one call may ask for: both allocate host memory.
+const MAX_RESOURCES: usize = 16 * 1024;
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// Enforces the memory limit over all of a run's memories and remembers the
 /// peak.
 #[derive(Debug)]
@@ -242,12 +247,16 @@ fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES)
         .build();
+    // Host-side memory a guest can make the host hold is bounded too.
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let mut store = Store::new(
         engine,
         RunState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             transcript,
             memory: MemoryMeter {
                 limit: limits.memory_bytes,

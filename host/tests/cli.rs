@@ -498,6 +498,24 @@ fn the_event_catalogue_lists_the_specs_22_events() {
 }
 
 #[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let server = Server::start();
+    // Like `automata list events | head -n1`: stdout closes before the CLI writes.
+    let mut child = Command::new(BIN)
+        .args(["list", "events"])
+        .env("AUTOMATA_URL", &server.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn apps_come_from_the_flag_or_the_environment() {
     let server = Server::start();
     let args = [

@@ -127,8 +127,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(connection: &Connection) -> anyhow::Result<Self> {
+        // No request is a long poll, so a server silent for a minute is stuck:
+        // say so instead of hanging the terminal.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("automata-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::client::Connection;
+use super::output::outln;
 
 /// Delete an automation (its pending runs are cancelled) or an unused config.
 #[derive(Debug, Args)]
@@ -50,7 +51,7 @@ impl Delete {
         if out.is_json() {
             out.json(&json!({"id": id, "deleted": true}));
         } else {
-            println!("Deleted {noun} {id}.");
+            outln!("Deleted {noun} {id}.");
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -7,6 +7,25 @@ use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use serde_json::Value;
 
+/// `println!` for results: a stdout closed early (piped into `head`, say)
+/// ends the output quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` for results, with [`outln!`]'s tolerance of a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+pub(super) use {out, outln};
+
 /// The `-o/--output` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -41,7 +60,7 @@ impl Printer {
 
     /// Prints a value as pretty JSON.
     pub fn json(&self, value: &Value) {
-        println!("{value:#}");
+        outln!("{value:#}");
     }
 
     /// A status word, coloured by what it means when colours are on.
@@ -61,7 +80,7 @@ impl Printer {
 
     /// Prints a table with a header row; columns are padded to their widest cell.
     pub fn table(&self, headers: &[&str], rows: Vec<Vec<Cell>>) {
-        print!("{}", self.render_table(Some(headers), &rows));
+        out!("{}", self.render_table(Some(headers), &rows));
     }
 
     /// A table as text, with or without a header row.
@@ -71,7 +90,7 @@ impl Printer {
 
     /// Prints `Label:  value` lines with the values aligned.
     pub fn fields(&self, fields: &[(&str, Cell)]) {
-        print!("{}", render_fields(fields));
+        out!("{}", render_fields(fields));
     }
 }
 

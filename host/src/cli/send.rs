@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::args::json_object;
 use super::client::{Api, Connection};
+use super::output::outln;
 use super::views;
 
 /// Set by the server on the first answer replayed for a repeated idempotency key.
@@ -68,14 +69,14 @@ impl Send {
             .is_some_and(|v| v.as_bytes() == b"true");
         let noun = if run_ids.len() == 1 { "run" } else { "runs" };
         if replayed {
-            println!(
+            outln!(
                 "Event {} was already received with this idempotency key: no new runs; \
                  it created {} {noun}.",
                 event.trigger,
                 run_ids.len()
             );
         } else {
-            println!(
+            outln!(
                 "Event {} accepted: {} {noun} created.",
                 event.trigger,
                 run_ids.len()

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::output::{
-    Cell, Printer, ago, bytes, cell, count, duration_ms, indent, indented_json, text, timestamp,
-    when,
+    Cell, Printer, ago, bytes, cell, count, duration_ms, indent, indented_json, out, outln, text,
+    timestamp, when,
 };
 
 /// Run statuses after which nothing changes.
@@ -177,8 +177,21 @@ fn policies(a: &Value) -> Vec<(&'static str, String)> {
         }
         lines.push(("Retry", words));
     }
-    let limits = a.get("limits").and_then(Value::as_object);
-    let limits: Vec<String> = limits
+    if let Some(limits) = a
+        .get("limits")
+        .map(limits_in_words)
+        .filter(|l| !l.is_empty())
+    {
+        lines.push(("Limits", limits));
+    }
+    lines
+}
+
+/// Sandbox limits (an automation's overrides, or those a run ran under) as
+/// "fuel 1,000,000, memory 64.0 MiB, timeout 5s"; unset ones are left out.
+fn limits_in_words(limits: &Value) -> String {
+    let words: Vec<String> = limits
+        .as_object()
         .into_iter()
         .flatten()
         .filter_map(|(key, value)| {
@@ -187,16 +200,13 @@ fn policies(a: &Value) -> Vec<(&'static str, String)> {
                 "fuel" => format!("fuel {}", count(number)),
                 "memory_bytes" => format!("memory {}", bytes(number)),
                 "timeout_ms" => format!("timeout {}", duration_ms(number as f64)),
-                "output_lines" => format!("output {number} lines"),
+                "output_lines" => format!("output {} lines", count(number)),
                 "output_bytes" => format!("output {}", bytes(number)),
                 other => format!("{other} {number}"),
             })
         })
         .collect();
-    if !limits.is_empty() {
-        lines.push(("Limits", limits.join(", ")));
-    }
-    lines
+    words.join(", ")
 }
 
 /// Runs as a table; the automation column only where runs of several
@@ -312,7 +322,7 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
     accounting.sort_by_key(|(key, _)| {
         ACCOUNTING_ORDER
             .iter()
-            .position(|k| k == key)
+            .position(|(k, _)| k == key)
             .unwrap_or(usize::MAX)
     });
     let accounting: Vec<(String, String)> = accounting
@@ -326,7 +336,7 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
 
     let history = run.get("history").and_then(Value::as_array);
     if let Some(history) = history.filter(|h| !h.is_empty()) {
-        println!("History:");
+        outln!("History:");
         let rows: Vec<Vec<Cell>> = history
             .iter()
             .map(|change| {
@@ -335,76 +345,82 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
                 vec![out.status(&text(change, "status")), at, Cell::from(reason)]
             })
             .collect();
-        print!("{}", indent(&out.render_table(None, &rows), 2));
+        out!("{}", indent(&out.render_table(None, &rows), 2));
     }
     if let Some(input) = run.get("input").filter(|i| !i.is_null()) {
-        println!("Input:");
-        print!("{}", indented_json(input, 2));
+        outln!("Input:");
+        out!("{}", indented_json(input, 2));
     }
     let result = run.get("result").filter(|r| !r.is_null());
     let lines = result
         .and_then(|r| r.get("output"))
         .and_then(Value::as_array);
     if let Some(lines) = lines {
-        println!("Output:");
+        outln!("Output:");
         if lines.is_empty() {
-            println!("  (no output)");
+            outln!("  (no output)");
         }
         for line in lines {
-            println!(
+            outln!(
                 "  {}",
                 line.as_str()
                     .map_or_else(|| line.to_string(), str::to_owned)
             );
         }
         if result.and_then(|r| r.get("output_truncated")) == Some(&Value::Bool(true)) {
-            println!("  … (output truncated)");
+            outln!("  … (output truncated)");
         }
     }
     if let Some(result) = result {
         if let Some(error) = result.get("error").filter(|e| !e.is_null()) {
-            println!("Error:");
+            outln!("Error:");
             match error.as_str() {
-                Some(message) => println!("  {message}"),
-                None => print!("{}", indented_json(error, 2)),
+                Some(message) => outln!("  {message}"),
+                None => out!("{}", indented_json(error, 2)),
             }
         }
         if let Some(payload) = result.get("payload") {
-            println!("Payload:");
-            print!("{}", indented_json(payload, 2));
+            outln!("Payload:");
+            out!("{}", indented_json(payload, 2));
         }
     }
 }
 
 /// Accounting fields in the order a run spends them; fields newer than this
 /// client follow.
-const ACCOUNTING_ORDER: [&str; 4] = [
-    "queued_us",
-    "execution_us",
-    "fuel_consumed",
-    "peak_memory_bytes",
+const ACCOUNTING_ORDER: [(&str, &str); 7] = [
+    ("pending_us", "Pending"),
+    ("queue_time_us", "Slot wait"),
+    ("instantiate_time_us", "Instantiation"),
+    ("wall_time_us", "Wall time"),
+    ("fuel_consumed", "Fuel"),
+    ("peak_memory_bytes", "Peak memory"),
+    ("limits", "Limits"),
 ];
 
-/// A label for an accounting field: ours by name, newer ones spelled out.
+/// A label for an accounting field: ours by name, newer ones spelled out
+/// without their unit suffix.
 fn accounting_label(key: &str) -> String {
-    match key {
-        "fuel_consumed" => "Fuel".into(),
-        "peak_memory_bytes" => "Peak memory".into(),
-        "queued_us" => "Queued for".into(),
-        "execution_us" => "Executed in".into(),
-        other => {
-            let words = other.replace('_', " ");
-            let mut chars = words.chars();
-            match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars).collect(),
-                None => words,
-            }
-        }
+    if let Some((_, label)) = ACCOUNTING_ORDER.iter().find(|(k, _)| *k == key) {
+        return (*label).to_owned();
+    }
+    let stem = ["_us", "_ms", "_bytes"]
+        .iter()
+        .find_map(|unit| key.strip_suffix(unit))
+        .unwrap_or(key);
+    let words = stem.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
     }
 }
 
 /// Humanises an accounting value by its unit suffix.
 fn accounting_value(key: &str, value: &Value) -> String {
+    if key == "limits" {
+        return limits_in_words(value);
+    }
     let Some(number) = value.as_f64() else {
         return value
             .as_str()
@@ -492,14 +508,14 @@ pub fn config_detail(out: &Printer, config: &Value, now: DateTime<Utc>) {
     out.fields(&fields);
     let steps = config.pointer("/graph/steps").and_then(Value::as_array);
     if let Some(steps) = steps.filter(|s| !s.is_empty()) {
-        println!("Steps:");
+        outln!("Steps:");
         let width = steps
             .iter()
             .map(|s| text(s, "name").chars().count())
             .max()
             .unwrap_or(0);
         for step in steps {
-            println!(
+            outln!(
                 "  {:<width$}  {}",
                 text(step, "name"),
                 text(step, "description")
@@ -548,7 +564,7 @@ fn print_other_fields(value: &Value, known: &[&str]) {
         let value = value
             .as_str()
             .map_or_else(|| value.to_string(), str::to_owned);
-        println!("{key:<width$}  {value}");
+        outln!("{key:<width$}  {value}");
     }
 }
 
@@ -627,9 +643,18 @@ mod tests {
     #[test]
     fn accounting_values_are_humanised_by_unit() {
         assert_eq!(accounting_label("peak_memory_bytes"), "Peak memory");
+        assert_eq!(accounting_label("wall_time_us"), "Wall time");
         assert_eq!(
             accounting_label("wasm_table_elements"),
             "Wasm table elements"
+        );
+        assert_eq!(accounting_label("gc_pause_us"), "Gc pause");
+        assert_eq!(
+            accounting_value(
+                "limits",
+                &json!({"fuel": 1000, "timeout_ms": 30000, "memory_bytes": null})
+            ),
+            "fuel 1,000, timeout 30s"
         );
         assert_eq!(
             accounting_value("peak_memory_bytes", &json!(2_097_152)),

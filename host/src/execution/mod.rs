@@ -32,7 +32,7 @@ use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
 use crate::runner::{Runner, Workflow};
 use crate::service::AutomationChange;
-use crate::store::{Store, StoreError};
+use crate::store::{EventRecord, Store, StoreError};
 pub use queue::QueueFull;
 use queue::{CancelFound, Queue, Waiting};
 
@@ -295,24 +295,30 @@ impl Execution {
             run_ids: runs.iter().map(|run| run.id.clone()).collect(),
             received_at: now,
         };
-        let (stored_receipt, stored_runs) = (receipt.clone(), runs.clone());
-        let earlier = blocking(&self.shared, move |s| {
+        let record = blocking(&self.shared, move |s| {
             s.store
-                .insert_event(&stored_receipt, &stored_runs, replay_since)
+                .insert_event(&receipt, &runs, replay_since)
+                .map(|record| (record, runs))
         })
         .await?;
-        if let Some(receipt) = earlier {
-            return Ok(EventAnswer {
+        match record {
+            (EventRecord::Replayed(receipt), _) => Ok(EventAnswer {
                 receipt,
                 replayed: true,
-            });
+            }),
+            (EventRecord::Stored(receipt), runs) => {
+                self.shared.queue.enqueue(
+                    runs.iter()
+                        .filter(|run| receipt.run_ids.contains(&run.id))
+                        .map(Shared::waiting),
+                );
+                drop(reservation);
+                Ok(EventAnswer {
+                    receipt,
+                    replayed: false,
+                })
+            }
         }
-        self.shared.queue.enqueue(runs.iter().map(Shared::waiting));
-        drop(reservation);
-        Ok(EventAnswer {
-            receipt,
-            replayed: false,
-        })
     }
 
     /// Runs `automation` now on the given input (default: its own event with
@@ -453,11 +459,6 @@ impl Execution {
             })
     }
 
-    /// Runs waiting and executing now.
-    pub fn load(&self) -> (usize, usize) {
-        (self.shared.queue.waiting(), self.shared.queue.executing())
-    }
-
     /// Stops taking work, lets executing runs finish within the grace
     /// period, cancels the rest (reason `host shut down`) and flushes the
     /// store. Pending runs stay pending for the next start.
@@ -483,6 +484,10 @@ impl Execution {
             while self.shared.queue.executing() > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+        let waiting = self.shared.queue.waiting();
+        if waiting > 0 {
+            tracing::info!("{waiting} pending run(s) stay queued for the next start");
         }
         if let Err(error) = blocking(&self.shared, |s| s.store.flush()).await {
             tracing::error!("flushing the store on shutdown failed: {error}");

@@ -249,9 +249,11 @@ fn visit(
         }
         runs.push(run);
     }
-    shared
-        .store
-        .insert_tick_runs(app, id, &runs, &ScheduleCursor::at(&schedule, plan.cursor))?;
+    let cursor = ScheduleCursor::at(&schedule, plan.cursor);
+    // Paused or deleted since it was read: its change notification follows.
+    if !shared.store.insert_tick_runs(app, id, &runs, &cursor)? {
+        return Ok(None);
+    }
     shared.queue.enqueue(
         runs.iter()
             .filter(|run| run.status == RunStatus::Pending)

@@ -11,6 +11,15 @@ use crate::domain::event::EventReceipt;
 use crate::domain::ids::{AppId, AutomationId, RunId};
 use crate::domain::run::{Run, RunTransitionError};
 
+/// What [`ExecutionStore::insert_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRecord {
+    /// Stored, with the runs that were.
+    Stored(EventReceipt),
+    /// An earlier event had the key: its receipt, nothing stored.
+    Replayed(EventReceipt),
+}
+
 /// The execution plane's part of the [`Store`](super::Store).
 pub trait ExecutionStore {
     /// Ends a run with `change` and stores `retry` (its next attempt), in one
@@ -38,14 +47,15 @@ pub trait ExecutionStore {
     ) -> Result<(), StoreError>;
 
     /// Stores the runs of handled ticks and moves the cursor, in one
-    /// transaction. Refused if the automation no longer exists.
+    /// transaction — if the automation is still a running scheduled one.
+    /// Whether it was (and so whether anything was stored).
     fn insert_tick_runs(
         &self,
         app: &AppId,
         automation: &AutomationId,
         runs: &[Run],
         cursor: &ScheduleCursor,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The receipt of the app's event with this idempotency key.
     fn event_receipt(&self, app: &AppId, key: &str) -> Result<Option<EventReceipt>, StoreError>;
@@ -53,13 +63,14 @@ pub trait ExecutionStore {
     /// Stores an event's runs and, when it has an idempotency key, its
     /// receipt, in one transaction — unless a receipt for that key received at
     /// or after `replay_since` exists: then nothing is stored and that receipt
-    /// is returned. Refused if a run's automation no longer exists.
+    /// is replayed. Runs of automations no longer running (paused or deleted
+    /// since they were looked up) are left out of both.
     fn insert_event(
         &self,
         receipt: &EventReceipt,
         runs: &[Run],
         replay_since: DateTime<Utc>,
-    ) -> Result<Option<EventReceipt>, StoreError>;
+    ) -> Result<EventRecord, StoreError>;
 
     /// Removes receipts received before `before`; returns how many.
     fn purge_event_receipts(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;

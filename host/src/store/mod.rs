@@ -16,7 +16,7 @@ use crate::domain::automation::Automation;
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
-pub use execution::ExecutionStore;
+pub use execution::{EventRecord, ExecutionStore};
 pub use sled_store::SledStore;
 
 /// Why a store operation failed.

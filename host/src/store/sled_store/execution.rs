@@ -11,11 +11,12 @@ use std::cell::RefCell;
 use chrono::{DateTime, Utc};
 
 use super::{SledStore, Tx, abort, automation_key, backend, decode, encode, key};
+use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
 use crate::domain::ids::{AppId, AutomationId, RunId};
 use crate::domain::run::{Run, RunTransitionError};
-use crate::store::{ExecutionStore, StoreError};
+use crate::store::{EventRecord, ExecutionStore, StoreError};
 
 const RECEIPTS: &str = "ev/";
 
@@ -29,21 +30,14 @@ fn receipt_key(app: &AppId, idempotency_key: &str) -> Vec<u8> {
 }
 
 impl Tx<'_> {
-    /// Inserts new runs, refusing runs of automations that do not exist.
-    fn put_new_runs(&self, runs: &[Run]) -> Result<(), super::TxError> {
-        for run in runs {
-            if self
-                .automations
-                .get(automation_key(&run.app_id, &run.automation_id))?
-                .is_none()
-            {
-                return Err(abort(StoreError::AutomationNotFound(
-                    run.automation_id.clone(),
-                )));
-            }
-            self.put_run(run, None)?;
-        }
-        Ok(())
+    /// The automation, if it exists and is running.
+    fn running_automation(
+        &self,
+        app: &AppId,
+        id: &AutomationId,
+    ) -> Result<Option<Automation>, super::TxError> {
+        let automation = Tx::get::<Automation>(self.automations, &automation_key(app, id))?;
+        Ok(automation.filter(|a| a.status == AutomationStatus::Running))
     }
 }
 
@@ -99,16 +93,20 @@ impl ExecutionStore for SledStore {
         automation: &AutomationId,
         runs: &[Run],
         cursor: &ScheduleCursor,
-    ) -> Result<(), StoreError> {
-        let owner = automation_key(app, automation);
+    ) -> Result<bool, StoreError> {
         let key = cursor_key(app, automation);
         self.transact(|tx| {
-            if tx.automations.get(owner.as_slice())?.is_none() {
-                return Err(abort(StoreError::AutomationNotFound(automation.clone())));
+            let scheduled = tx
+                .running_automation(app, automation)?
+                .is_some_and(|a| a.kind == AutomationType::Scheduled);
+            if !scheduled {
+                return Ok(false);
             }
-            tx.put_new_runs(runs)?;
+            for run in runs {
+                tx.put_run(run, None)?;
+            }
             tx.index.insert(key.as_slice(), encode(cursor))?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -121,22 +119,35 @@ impl ExecutionStore for SledStore {
         receipt: &EventReceipt,
         runs: &[Run],
         replay_since: DateTime<Utc>,
-    ) -> Result<Option<EventReceipt>, StoreError> {
+    ) -> Result<EventRecord, StoreError> {
         let key = receipt
             .idempotency_key
             .as_deref()
             .map(|idempotency_key| receipt_key(&receipt.app_id, idempotency_key));
         self.transact(|tx| {
-            if let Some(key) = &key {
-                if let Some(earlier) = Tx::get::<EventReceipt>(tx.index, key)?
-                    && earlier.received_at >= replay_since
-                {
-                    return Ok(Some(earlier));
-                }
-                tx.index.insert(key.as_slice(), encode(receipt))?;
+            if let Some(key) = &key
+                && let Some(earlier) = Tx::get::<EventReceipt>(tx.index, key)?
+                && earlier.received_at >= replay_since
+            {
+                return Ok(EventRecord::Replayed(earlier));
             }
-            tx.put_new_runs(runs)?;
-            Ok(None)
+            let mut stored = EventReceipt {
+                run_ids: Vec::with_capacity(runs.len()),
+                ..receipt.clone()
+            };
+            for run in runs {
+                if tx
+                    .running_automation(&run.app_id, &run.automation_id)?
+                    .is_some()
+                {
+                    tx.put_run(run, None)?;
+                    stored.run_ids.push(run.id.clone());
+                }
+            }
+            if let Some(key) = &key {
+                tx.index.insert(key.as_slice(), encode(&stored))?;
+            }
+            Ok(EventRecord::Stored(stored))
         })
     }
 
@@ -162,7 +173,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::automation::{Automation, NewAutomation};
+    use crate::domain::automation::NewAutomation;
     use crate::domain::event::scheduled_input;
     use crate::domain::ids::IdSequence;
     use crate::domain::run::RunStatus;
@@ -195,13 +206,16 @@ mod tests {
             }
         }
 
-        fn automation(&mut self) -> Automation {
-            let new: NewAutomation = serde_json::from_value(
-                json!({"name": "s", "type": "scheduled", "schedule": "* * * * *"}),
-            )
-            .unwrap();
+        /// A stored scheduled (or, with `trigger`, trigger) automation in `status`.
+        fn automation(&mut self, trigger: Option<&str>, status: AutomationStatus) -> Automation {
+            let body = match trigger {
+                Some(event) => json!({"name": "t", "type": "trigger", "trigger": event}),
+                None => json!({"name": "s", "type": "scheduled", "schedule": "* * * * *"}),
+            };
+            let new: NewAutomation = serde_json::from_value(body).unwrap();
             let id = AutomationId::from_value(self.ids.next(1_772_000_000_000, 0));
-            let automation = Automation::create(id, app(), new, at(0)).unwrap();
+            let mut automation = Automation::create(id, app(), new, at(0)).unwrap();
+            automation.status = status;
             self.store.insert_automation(&automation).unwrap();
             automation
         }
@@ -215,7 +229,7 @@ mod tests {
     #[test]
     fn ticks_and_cursor_are_stored_together() {
         let mut fx = Fixture::new();
-        let automation = fx.automation();
+        let automation = fx.automation(None, AutomationStatus::Running);
         let schedule = Schedule::parse("* * * * *", None).unwrap();
         assert_eq!(
             fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
@@ -223,9 +237,11 @@ mod tests {
         );
         let run = fx.run(&automation, scheduled_input(at(60)));
         let cursor = ScheduleCursor::at(&schedule, at(60));
-        fx.store
-            .insert_tick_runs(&app(), &automation.id, std::slice::from_ref(&run), &cursor)
-            .unwrap();
+        assert!(
+            fx.store
+                .insert_tick_runs(&app(), &automation.id, std::slice::from_ref(&run), &cursor)
+                .unwrap()
+        );
         assert_eq!(
             fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
             Some(cursor.clone())
@@ -238,19 +254,25 @@ mod tests {
             fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
             None
         );
-        // A deleted automation takes no ticks.
+        // A paused or deleted automation takes no ticks, not even its cursor.
+        let paused = fx.automation(None, AutomationStatus::Paused);
+        let late = fx.run(&paused, scheduled_input(at(60)));
         let gone = AutomationId::from_value(7);
-        let error = fx
-            .store
-            .insert_tick_runs(&app(), &gone, &[], &cursor)
-            .unwrap_err();
-        assert!(matches!(error, StoreError::AutomationNotFound(_)));
+        for id in [&paused.id, &gone] {
+            let stored = fx
+                .store
+                .insert_tick_runs(&app(), id, std::slice::from_ref(&late), &cursor)
+                .unwrap();
+            assert!(!stored);
+            assert_eq!(fx.store.schedule_cursor(&app(), id).unwrap(), None);
+        }
+        assert_eq!(fx.store.run(&late.id).unwrap(), None);
     }
 
     #[test]
     fn a_finished_run_and_its_retry_are_stored_together() {
         let mut fx = Fixture::new();
-        let automation = fx.automation();
+        let automation = fx.automation(None, AutomationStatus::Running);
         let run = fx.run(&automation, scheduled_input(at(60)));
         fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
         let mut retry = fx.run(&automation, scheduled_input(at(60)));
@@ -287,26 +309,34 @@ mod tests {
     #[test]
     fn receipts_dedupe_within_the_window_and_expire() {
         let mut fx = Fixture::new();
-        let automation = fx.automation();
+        let automation = fx.automation(Some("thread.created"), AutomationStatus::Running);
+        let paused = fx.automation(Some("thread.created"), AutomationStatus::Paused);
         let input = TriggerInput {
             trigger: "thread.created".into(),
             payload: json!({}),
         };
         let first = fx.run(&automation, input.clone());
-        let receipt = EventReceipt {
+        // Paused between the lookup and the write: left out.
+        let too_late = fx.run(&paused, input.clone());
+        let sent = EventReceipt {
             app_id: app(),
             trigger: "thread.created".into(),
             idempotency_key: Some("key/with/slashes".into()),
-            run_ids: vec![first.id.clone()],
+            run_ids: vec![first.id.clone(), too_late.id.clone()],
             received_at: at(10),
         };
         let since = at(10) - TimeDelta::hours(24);
+        let receipt = EventReceipt {
+            run_ids: vec![first.id.clone()],
+            ..sent.clone()
+        };
         assert_eq!(
             fx.store
-                .insert_event(&receipt, std::slice::from_ref(&first), since)
+                .insert_event(&sent, &[first.clone(), too_late.clone()], since)
                 .unwrap(),
-            None
+            EventRecord::Stored(receipt.clone())
         );
+        assert_eq!(fx.store.run(&too_late.id).unwrap(), None);
         // The repeat stores nothing and gets the first receipt.
         let second = fx.run(&automation, input);
         let repeat = EventReceipt {
@@ -318,7 +348,7 @@ mod tests {
             fx.store
                 .insert_event(&repeat, std::slice::from_ref(&second), since)
                 .unwrap(),
-            Some(receipt.clone())
+            EventRecord::Replayed(receipt.clone())
         );
         assert_eq!(fx.store.run(&second.id).unwrap(), None);
         assert_eq!(

@@ -384,6 +384,27 @@ fn automations_move_through_their_lifecycle_in_json() {
     assert_eq!(updated["lookup_key"], Value::Null);
     assert_eq!(updated["run_as_user_id"], Value::Null);
 
+    // A draft can change type: the new type's field set, the old one cleared.
+    let retyped = server
+        .cli(&[
+            "update",
+            "automation",
+            &id,
+            "-t",
+            "scheduled",
+            "--schedule",
+            "0 9 * * 1-5",
+            "--timezone",
+            "Europe/Berlin",
+            "--clear",
+            "trigger",
+        ])
+        .ok();
+    assert_eq!(retyped.field("Type"), "scheduled");
+    assert_eq!(retyped.field("Schedule"), "0 9 * * 1-5");
+    assert_eq!(retyped.field("Time zone"), "Europe/Berlin");
+    assert!(!retyped.stdout.contains("Trigger:"), "{retyped:#?}");
+
     let deleted = server.json(&["delete", "automation", &id]);
     assert_eq!(deleted, serde_json::json!({"id": id, "deleted": true}));
     assert_eq!(
@@ -448,6 +469,8 @@ fn configs_are_uploaded_listed_described_and_deleted() {
     assert!(uploaded.field("Size").ends_with(" bytes)"), "{uploaded:#?}");
     assert!(uploaded.stdout.contains("Steps:"), "{uploaded:#?}");
 
+    let listed_json = server.json(&["list", "configs"]);
+    assert_eq!(listed_json["data"][0]["id"], id.as_str());
     let listed = server.cli(&["list", "configs"]).ok();
     assert_eq!(
         listed.header(),
@@ -940,8 +963,10 @@ fn runs_can_be_started_waited_for_cancelled_and_rerun() {
         r#"{"payload": {"sleep_ms": 60000}}"#,
     ]);
     let long_run = long["id"].as_str().unwrap().to_owned();
-    let cancelled = server.cli(&["cancel", "automationrun", &long_run]).ok();
-    assert_eq!(cancelled.field("Status"), "cancelled");
+    let cancelled = server.json(&["cancel", "automationrun", &long_run]);
+    assert_eq!(cancelled["status"], "cancelled");
+    let shown = server.cli(&["describe", "automationrun", &long_run]).ok();
+    assert_eq!(shown.field("Status"), "cancelled");
     server
         .cli(&["cancel", "automationrun", &long_run])
         .fails_with(1, "error:");

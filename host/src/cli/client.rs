@@ -72,7 +72,12 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     let url =
         Url::parse(text).map_err(|e| format!("not a URL ({e}), e.g. http://127.0.0.1:7070"))?;
     match url.scheme() {
-        "http" | "https" if url.has_host() => Ok(url),
+        "http" if url.has_host() => Ok(url),
+        // Built without TLS (plain http on loopback is the common case):
+        // refuse here rather than fail obscurely on the first request.
+        "https" => Err(
+            "https:// is not supported by this build; use http:// (e.g. over an SSH tunnel)".into(),
+        ),
         _ => Err("expected an http:// URL, e.g. http://127.0.0.1:7070".into()),
     }
 }
@@ -347,12 +352,12 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:7070/apps/default/automations/a%20key%2Fwith%3Fodd%23chars"
         );
-        let behind_prefix = super::tests::api("https://ops.example/automata/", "team-a");
+        let behind_prefix = super::tests::api("http://ops.example/automata/", "team-a");
         assert_eq!(
             behind_prefix.app_url(&["configs"]).as_str(),
-            "https://ops.example/automata/apps/team-a/configs"
+            "http://ops.example/automata/apps/team-a/configs"
         );
-        assert_eq!(behind_prefix.base_url(), "https://ops.example/automata");
+        assert_eq!(behind_prefix.base_url(), "http://ops.example/automata");
     }
 
     #[test]
@@ -360,6 +365,11 @@ mod tests {
         assert!(parse_base_url("http://localhost:7070").is_ok());
         assert!(parse_base_url("localhost:7070").is_err());
         assert!(parse_base_url("ftp://host/").is_err());
+        assert!(
+            parse_base_url("https://host/")
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!(parse_base_url("not a url").is_err());
     }
 

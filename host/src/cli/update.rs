@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use super::args::{UsageError, api_name};
+use super::args::{AutomationType, UsageError, api_name};
 use super::client::Connection;
 use super::create::AutomationFields;
 use super::describe::show;
@@ -28,7 +28,8 @@ enum What {
     #[command(after_help = "Examples:
   automata update automation aut_abc123 -n \"Updated Name\" --config-id cfg_def456
   automata update automation aut_abc123 --schedule \"30 8 * * 1-5\" --timezone America/New_York
-  automata update automation aut_abc123 --clear lookup_key,run_as_user_id")]
+  automata update automation aut_abc123 --clear lookup_key,run_as_user_id
+  automata update automation aut_abc123 -t scheduled --schedule \"0 9 * * 1-5\" --clear trigger")]
     Automation(UpdateAutomation),
 }
 
@@ -40,6 +41,10 @@ struct UpdateAutomation {
     /// New display name.
     #[arg(long, short = 'n')]
     name: Option<String>,
+    /// Change the type (give the new type's --trigger or --schedule too, and
+    /// clear the old one).
+    #[arg(long = "type", short = 't', value_enum, value_name = "TYPE")]
+    kind: Option<AutomationType>,
     /// New event for a trigger automation.
     #[arg(long, value_name = "EVENT")]
     trigger: Option<String>,
@@ -81,6 +86,7 @@ impl Update {
         let mut body = Map::new();
         let named = [
             ("name", update.name),
+            ("type", update.kind.map(api_name)),
             ("trigger", update.trigger),
             ("schedule", update.schedule),
         ];

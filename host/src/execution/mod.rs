@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -154,6 +154,65 @@ impl Shared {
         )
     }
 
+    /// Intake after validation: replays a live idempotency key, or stores a
+    /// run per running automation listening to the event (with the receipt)
+    /// and queues them.
+    fn receive_event(
+        &self,
+        app: AppId,
+        event: IncomingEvent,
+        now: DateTime<Utc>,
+    ) -> Result<EventAnswer, ExecutionError> {
+        let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
+        if let Some(key) = &event.idempotency_key
+            && let Some(receipt) = self.store.event_receipt(&app, key)?
+            && receipt.received_at >= replay_since
+        {
+            return Ok(EventAnswer {
+                receipt,
+                replayed: true,
+            });
+        }
+        let automations = self
+            .store
+            .running_trigger_automations(&app, &event.trigger)?;
+        let _room = self.queue.reserve(automations.len())?;
+        let input = event.input();
+        let runs: Vec<Run> = automations
+            .iter()
+            .map(|automation| {
+                self.set_limit_of(automation);
+                Run::pending(self.mint_run_id(), automation, input.clone(), now)
+            })
+            .collect();
+        let receipt = EventReceipt {
+            app_id: app,
+            trigger: event.trigger,
+            idempotency_key: event.idempotency_key,
+            run_ids: runs.iter().map(|run| run.id.clone()).collect(),
+            received_at: now,
+        };
+        Ok(
+            match self.store.insert_event(&receipt, &runs, replay_since)? {
+                EventRecord::Replayed(receipt) => EventAnswer {
+                    receipt,
+                    replayed: true,
+                },
+                EventRecord::Stored(receipt) => {
+                    self.queue.enqueue(
+                        runs.iter()
+                            .filter(|run| receipt.run_ids.contains(&run.id))
+                            .map(Shared::waiting),
+                    );
+                    EventAnswer {
+                        receipt,
+                        replayed: false,
+                    }
+                }
+            },
+        )
+    }
+
     fn set_limit_of(&self, automation: &Automation) {
         self.queue
             .set_limit(&automation.id, dispatch::concurrency_limit(automation));
@@ -259,66 +318,11 @@ impl Execution {
     ) -> Result<EventAnswer, ExecutionError> {
         event.validate()?;
         self.shared.check_accepting()?;
-        let now = Utc::now();
-        let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
-        if let Some(key) = event.idempotency_key.clone() {
-            let lookup_app = app.clone();
-            let earlier = blocking(&self.shared, move |s| {
-                s.store.event_receipt(&lookup_app, &key)
-            })
-            .await?;
-            if let Some(receipt) = earlier.filter(|r| r.received_at >= replay_since) {
-                return Ok(EventAnswer {
-                    receipt,
-                    replayed: true,
-                });
-            }
-        }
-        let (lookup_app, trigger) = (app.clone(), event.trigger.clone());
-        let automations = blocking(&self.shared, move |s| {
-            s.store.running_trigger_automations(&lookup_app, &trigger)
+        // One trip to a blocking thread: the store calls may wait for the disk.
+        blocking(&self.shared, move |s| {
+            s.receive_event(app, event, Utc::now())
         })
-        .await?;
-        let reservation = self.shared.queue.reserve(automations.len())?;
-        let input = event.input();
-        let runs: Vec<Run> = automations
-            .iter()
-            .map(|automation| {
-                self.shared.set_limit_of(automation);
-                Run::pending(self.shared.mint_run_id(), automation, input.clone(), now)
-            })
-            .collect();
-        let receipt = EventReceipt {
-            app_id: app,
-            trigger: event.trigger,
-            idempotency_key: event.idempotency_key,
-            run_ids: runs.iter().map(|run| run.id.clone()).collect(),
-            received_at: now,
-        };
-        let record = blocking(&self.shared, move |s| {
-            s.store
-                .insert_event(&receipt, &runs, replay_since)
-                .map(|record| (record, runs))
-        })
-        .await?;
-        match record {
-            (EventRecord::Replayed(receipt), _) => Ok(EventAnswer {
-                receipt,
-                replayed: true,
-            }),
-            (EventRecord::Stored(receipt), runs) => {
-                self.shared.queue.enqueue(
-                    runs.iter()
-                        .filter(|run| receipt.run_ids.contains(&run.id))
-                        .map(Shared::waiting),
-                );
-                drop(reservation);
-                Ok(EventAnswer {
-                    receipt,
-                    replayed: false,
-                })
-            }
-        }
+        .await
     }
 
     /// Runs `automation` now on the given input (default: its own event with

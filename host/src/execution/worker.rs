@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Recovery, Shared, blocking};
 use crate::domain::automation::{Automation, AutomationStatus};
+use crate::domain::config::Config;
 use crate::domain::dispatch::{self, FailureClass, REASON_HOST_RESTARTED};
 use crate::domain::ids::RunId;
 use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
@@ -29,21 +30,32 @@ async fn execute_run(
     id: &RunId,
     cancel: &CancelToken,
 ) -> Result<(), StoreError> {
+    // One trip to the store for what the run needs.
     let lookup = id.clone();
-    let Some(run) = blocking(shared, move |s| s.store.run(&lookup)).await? else {
+    let loaded = blocking(shared, move |s| {
+        let Some(run) = s.store.run(&lookup)? else {
+            return Ok(None);
+        };
+        let automation = s.store.automation(&run.app_id, &run.automation_id)?;
+        let config = match &run.config_id {
+            Some(config_id) => s.store.config(&run.app_id, config_id)?,
+            None => None,
+        };
+        Ok::<_, StoreError>(Some((run, automation, config)))
+    })
+    .await?;
+    let Some((run, automation, config)) = loaded else {
         return Ok(());
     };
     // Cancelled (paused, deleted, by an operator) after it was queued.
     if run.status != RunStatus::Pending {
         return Ok(());
     }
-    let (app, automation_id) = (run.app_id.clone(), run.automation_id.clone());
-    let automation = blocking(shared, move |s| s.store.automation(&app, &automation_id)).await?;
-    let workflow = match workflow_for(shared, &run).await? {
+    let workflow = match workflow_for(shared, &run, config).await? {
         Ok(workflow) => workflow,
         Err(problem) => {
             let ending = Ending::not_run(&problem, None, FailureClass::Permanent);
-            return record(shared, id, automation.as_ref(), ending).await;
+            return record(shared, &run, automation.as_ref(), ending).await;
         }
     };
 
@@ -94,21 +106,20 @@ async fn execute_run(
         report,
         cancel_reason: shared.queue.cancel_reason(id).map(str::to_owned),
     };
-    record(shared, id, automation.as_ref(), ending).await
+    record(shared, &run, automation.as_ref(), ending).await
 }
 
-/// The compiled component of the run's config, from the cache or the store.
-/// The inner error says why the run cannot execute.
+/// The compiled component of the run's `config`, from the cache or the
+/// store. The inner error says why the run cannot execute.
 async fn workflow_for(
     shared: &Arc<Shared>,
     run: &Run,
+    config: Option<Config>,
 ) -> Result<Result<Workflow, String>, StoreError> {
     let Some(config_id) = run.config_id.clone() else {
         return Ok(Err("the automation has no config_id to run".to_owned()));
     };
-    let app = run.app_id.clone();
-    let lookup = config_id.clone();
-    let Some(config) = blocking(shared, move |s| s.store.config(&app, &lookup)).await? else {
+    let Some(config) = config else {
         return Ok(Err(format!("config {config_id} no longer exists")));
     };
     let cached = shared
@@ -218,23 +229,19 @@ fn classify(kind: FailureKind) -> FailureClass {
     }
 }
 
-/// Stores the ending and, for a retryable failure, the next attempt, in one
-/// write; queues the retry.
+/// Stores the ending of `run` and, for a retryable failure, its next
+/// attempt, in one write; queues the retry.
 async fn record(
     shared: &Arc<Shared>,
-    id: &RunId,
+    run: &Run,
     automation: Option<&Automation>,
     ending: Ending,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let lookup = id.clone();
-    let Some(run) = blocking(shared, move |s| s.store.run(&lookup)).await? else {
-        return Ok(());
-    };
     let retry = ending
         .class()
-        .and_then(|class| next_attempt(shared, &run, automation, class, now));
-    let (finish, stored_retry) = (id.clone(), retry.clone());
+        .and_then(|class| next_attempt(shared, run, automation, class, now));
+    let (finish, stored_retry) = (run.id.clone(), retry.clone());
     blocking(shared, move |s| {
         s.store.finish_run(
             &finish,

@@ -19,10 +19,25 @@ use crate::store::StoreError;
 /// Executes the run `id`, which the queue has marked executing, and frees its
 /// worker whatever happens.
 pub(super) async fn execute(shared: Arc<Shared>, id: RunId, cancel: CancelToken) {
+    let _slot = Slot {
+        shared: &shared,
+        id: &id,
+    };
     if let Err(error) = execute_run(&shared, &id, &cancel).await {
         tracing::error!(run = %id, "run could not be executed: {error}");
     }
-    shared.queue.finished(&id);
+}
+
+/// Frees a worker when its run is done, even if the task unwinds.
+struct Slot<'a> {
+    shared: &'a Shared,
+    id: &'a RunId,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared.queue.finished(self.id);
+    }
 }
 
 async fn execute_run(

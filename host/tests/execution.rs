@@ -985,3 +985,48 @@ async fn a_run_interrupted_by_sigkill_fails_and_no_accepted_event_is_lost() {
     process.child.kill().unwrap();
     process.child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_holds_an_automations_runs_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(4)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api
+        .trigger("thread.created", &sleeper, json!({"max_concurrency": 1}))
+        .await;
+    let slow = json!({"trigger": "thread.created", "payload": {"sleep_ms": 400}});
+    let first = api.first_run(slow.clone()).await;
+    let second = api.first_run(slow).await;
+    let first = api.wait_ended("default", &first).await;
+    let second = api.wait_ended("default", &second).await;
+    assert_eq!(
+        (status(&first), status(&second)),
+        ("completed", "completed")
+    );
+    // One at a time, although workers were free.
+    assert!(
+        time(&second["started_at"]) >= time(&first["finished_at"]),
+        "{second:#}"
+    );
+
+    // Lifting the limit lets them overlap.
+    let (code, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{automation}"),
+            Some(json!({"max_concurrency": null})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let slow = json!({"trigger": "thread.created", "payload": {"sleep_ms": 400}});
+    let third = api.first_run(slow.clone()).await;
+    let fourth = api.first_run(slow).await;
+    let third = api.wait_ended("default", &third).await;
+    let fourth = api.wait_ended("default", &fourth).await;
+    assert!(
+        time(&fourth["started_at"]) < time(&third["finished_at"]),
+        "{fourth:#}"
+    );
+    server.stop().await;
+}

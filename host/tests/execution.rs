@@ -1030,3 +1030,31 @@ async fn max_concurrency_holds_an_automations_runs_back() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_execution_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(1)).await;
+    let doc = server.api.get("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/apps/{app_id}/events",
+        "/apps/{app_id}/automations/{id}/run",
+        "/apps/{app_id}/automations/runs/{run_id}/cancel",
+        "/apps/{app_id}/automations/runs/{run_id}/rerun",
+    ] {
+        assert!(paths[path].get("post").is_some(), "POST {path} missing");
+    }
+    let responses = &paths["/apps/{app_id}/events"]["post"]["responses"];
+    for status in ["202", "400", "429"] {
+        assert!(
+            responses.get(status).is_some(),
+            "{status} missing: {responses}"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in ["IncomingEvent", "EventReceipt", "RunNowRequest"] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    server.stop().await;
+}

@@ -72,9 +72,12 @@ impl Server {
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
         // Compiled components are cached beside the store, so a restart does
-        // not recompile every config.
+        // not recompile every config. One execution slot (and pooled instance)
+        // per worker: a started run never waits for the runner.
         let runner = Arc::new(Runner::new(RunnerConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
+            pooling: true,
+            max_concurrent_runs: config.execution.workers.max(1),
             ..RunnerConfig::default()
         })?);
         let service = Arc::new(Service::new(Arc::new(store), runner, config.service));

@@ -135,10 +135,7 @@ impl Server {
                 "recovered runs from the previous process"
             );
         }
-        let app = api::router(Arc::clone(&self.service)).merge(api::execution::routes(
-            self.service,
-            Arc::clone(&self.execution),
-        ));
+        let app = api::app(self.service, Arc::clone(&self.execution));
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -351,6 +351,90 @@ async fn refuses_what_is_not_a_workflow_component() {
     server.stop().await;
 }
 
+/// Sends `head` (request line and headers) and then `body` on a fresh
+/// connection, and returns the first line of the answer.
+async fn raw_request(base: &str, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut status_line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status_line)
+        .await
+        .unwrap();
+    status_line.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_a_client_still_sending_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), 64 * 1024).await;
+    // Far more than the socket buffers hold, refused before (wrong
+    // Content-Type, bad app id) or while (over the limit) the body is read:
+    // the client gets the answer, not a reset connection.
+    let big = vec![b' '; 8 * 1024 * 1024];
+    let (bad_request, too_large) = (StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE);
+    let cases = [
+        (
+            "/apps/default/configs",
+            "text/plain",
+            bad_request,
+            "application/wasm",
+        ),
+        (
+            "/apps/bad app/configs",
+            "application/wasm",
+            bad_request,
+            "app id",
+        ),
+        (
+            "/apps/default/configs",
+            "application/wasm",
+            too_large,
+            "65536",
+        ),
+        (
+            "/apps/default/events",
+            "application/json",
+            too_large,
+            "larger",
+        ),
+    ];
+    for _ in 0..3 {
+        for (path, content_type, status, word) in cases {
+            let code = if status == too_large {
+                "payload_too_large"
+            } else {
+                "invalid_request"
+            };
+            let response = server.upload_raw(path, content_type, big.clone()).await;
+            assert_error(&response, status, code, &[word]);
+        }
+    }
+    // A body announced larger than the server would ever drain is not waited
+    // for: the answer comes at once.
+    let head = "POST /apps/default/configs HTTP/1.1\r\nHost: test\r\n\
+                Content-Type: application/wasm\r\nContent-Length: 1073741824\r\n\r\n";
+    assert_eq!(
+        raw_request(&server.base, head, b"\0asm").await,
+        "HTTP/1.1 413 Payload Too Large"
+    );
+    // A client waiting for `100 Continue` before sending an oversized body is
+    // answered without being asked for it.
+    let head = "POST /apps/default/configs HTTP/1.1\r\nHost: test\r\n\
+                Content-Type: application/wasm\r\nContent-Length: 163840\r\n\
+                Expect: 100-continue\r\n\r\n";
+    assert_eq!(
+        raw_request(&server.base, head, b"").await,
+        "HTTP/1.1 413 Payload Too Large"
+    );
+    let (_, list) = server.get("/apps/default/configs").await;
+    assert_eq!(list, json!({"data": []}), "nothing was stored");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automations_go_through_the_whole_lifecycle() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 
 pub mod automations;
 pub mod configs;
+pub mod drain;
 pub mod error;
 pub mod execution;
 pub mod extract;
@@ -20,6 +21,7 @@ use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
+use crate::execution::Execution;
 use crate::service::Service;
 use error::ApiError;
 
@@ -64,7 +66,16 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 )]
 pub struct ApiDoc;
 
-/// The API's routes over `service`.
+/// The whole API: the control plane's routes and the execution plane's,
+/// with every request's unread body drained before its answer
+/// ([`drain::drain_unread_body`]).
+pub fn app(service: Arc<Service>, execution: Arc<Execution>) -> Router {
+    router(Arc::clone(&service))
+        .merge(execution::routes(service, execution))
+        .layer(axum::middleware::from_fn(drain::drain_unread_body))
+}
+
+/// The control plane's routes over `service`.
 pub fn router(service: Arc<Service>) -> Router {
     let max_config_bytes = service.settings().max_config_bytes;
     Router::new()

@@ -726,9 +726,17 @@ fn every_command_has_help_with_an_example() {
         let mut args = command.to_vec();
         args.push("--help");
         let help = cli_without_server(&args, &[]).ok();
+        // An `Example:` heading on its own line, then the example's command
+        // line indented under it (not reflowed into a paragraph).
+        let example = help
+            .stdout
+            .lines()
+            .skip_while(|line| !matches!(*line, "Example:" | "Examples:"))
+            .nth(1)
+            .unwrap_or_default();
         assert!(
-            help.stdout.contains("Example") && help.stdout.contains("automata "),
-            "{command:?} has no example: {}",
+            example.starts_with("  automata "),
+            "{command:?} has no example laid out as one: {}",
             help.stdout
         );
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::domain::workflow::{RunContext, SCHEDULED_TRIGGER, TriggerInput};
 use crate::runner::{CANCELLED_MESSAGE, Outcome, Runner, RunnerConfig};
 
-/// Run a workflow component once and print its output and payload.
+/// Run a workflow component once and print its output and payload
 ///
 /// Example:
 ///   automata run-local target/guests/welcome-new-members.wasm \

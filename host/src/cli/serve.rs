@@ -13,7 +13,7 @@ use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 use crate::service::{DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
 use crate::store::{Durability, StoreOptions};
 
-/// Run the server: the REST API over an embedded store in the data directory.
+/// Run the server: the REST API over an embedded store in the data directory
 ///
 /// Stops cleanly on Ctrl-C or SIGTERM (in-flight requests finish, the store is
 /// flushed).
@@ -21,6 +21,7 @@ use crate::store::{Durability, StoreOptions};
 /// Example:
 ///   automata serve --data-dir /var/lib/automata --listen 0.0.0.0:7070
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct Serve {
     /// Directory of the embedded store (created if missing).
     #[arg(long, env = "AUTOMATA_DATA_DIR", default_value = "automata-data")]

@@ -29,11 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use automata::domain::workflow::{RunContext, TriggerInput};
-use automata::runner::{Outcome, Runner, RunnerConfig, Workflow};
+use automata::runner::{Runner, RunnerConfig};
+use common::{guest, median, micros, runner_run, throughput};
 use serde_json::json;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod common;
 
 /// Bare wasmtime's own bindings of the world, independent of the runner's.
 mod bare {
@@ -98,19 +101,6 @@ impl log::Host for Bare {
 
 impl wit::Host for Bare {}
 
-fn guest(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
-    let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; run scripts/build-guests first",
-            path.display()
-        )
-    })
-}
-
 fn bare_pre(engine: &Engine, bytes: &[u8]) -> WorkflowPre<Bare> {
     let component = Component::new(engine, bytes).expect("the welcome example compiles");
     let mut linker = Linker::new(engine);
@@ -164,51 +154,6 @@ async fn bare_run(
     assert!(result.is_ok(), "{result:?}");
 }
 
-async fn runner_run(runner: &Runner, workflow: &Workflow, ctx: &RunContext, input: &TriggerInput) {
-    let report = runner.run(workflow, ctx, input).await;
-    assert!(
-        matches!(report.outcome, Outcome::Completed(_)),
-        "{:?}",
-        report.outcome
-    );
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// Runs/s of `tasks` tasks each calling `run_once` in a loop for
-/// `window`.
-async fn throughput<F, Fut>(tasks: usize, window: Duration, run_once: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..tasks {
-        let run_once = run_once.clone();
-        handles.push(tokio::spawn(async move {
-            let mut runs = 0u64;
-            while started.elapsed() < window {
-                run_once().await;
-                runs += 1;
-            }
-            runs
-        }));
-    }
-    let mut total = 0;
-    for handle in handles {
-        total += handle.await.unwrap();
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
-
 fn inputs() -> (RunContext, TriggerInput) {
     (
         RunContext {
@@ -256,16 +201,8 @@ async fn load_time(bytes: &[u8], cache_dir: PathBuf) -> (Duration, bool) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let plan = if std::env::args().any(|arg| arg == "--bench") {
-        FULL
-    } else {
-        SMOKE
-    };
+    let runtime = common::runtime();
+    let plan = if common::full() { FULL } else { SMOKE };
     runtime.block_on(bench(plan));
 }
 

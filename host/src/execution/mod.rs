@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::automation::Automation;
@@ -126,6 +126,8 @@ struct Shared {
     ids: Mutex<IdSequence>,
     accepting: AtomicBool,
     stop: watch::Sender<bool>,
+    /// Who waits for which run's worker to be done with it.
+    endings: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
 }
 
 impl Shared {
@@ -140,6 +142,29 @@ impl Shared {
             Ok(())
         } else {
             Err(ExecutionError::ShuttingDown)
+        }
+    }
+
+    /// Fires when a worker is done with run `id`.
+    fn watch_end(&self, id: &RunId) -> oneshot::Receiver<()> {
+        let (sender, receiver) = oneshot::channel();
+        let mut endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
+        let watchers = endings.entry(id.clone()).or_default();
+        watchers.retain(|watcher| !watcher.is_closed());
+        watchers.push(sender);
+        receiver
+    }
+
+    /// A worker is done with run `id` (it ended, or was no longer pending).
+    fn ended(&self, id: &RunId) {
+        let watchers = self
+            .endings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        for watcher in watchers.into_iter().flatten() {
+            // A watcher that gave up has dropped its receiver.
+            let _ = watcher.send(());
         }
     }
 
@@ -247,6 +272,7 @@ impl Execution {
                 ids: Mutex::default(),
                 accepting: AtomicBool::new(true),
                 stop,
+                endings: Mutex::default(),
             }),
             tasks: Mutex::default(),
         }
@@ -409,7 +435,7 @@ impl Execution {
             .queue
             .cancel(run_id, REASON_CANCELLED_BY_OPERATOR)
         {
-            CancelFound::Executing => self.wait_until_ended(run_id).await,
+            CancelFound::Executing => self.wait_until_ended(app, run_id).await,
             CancelFound::Waiting | CancelFound::Absent => {
                 let id = run_id.clone();
                 let cancelled = blocking(&self.shared, move |s| {
@@ -429,7 +455,7 @@ impl Execution {
                         self.shared
                             .queue
                             .cancel(run_id, REASON_CANCELLED_BY_OPERATOR);
-                        self.wait_until_ended(run_id).await
+                        self.wait_until_ended(app, run_id).await
                     }
                     Err(error) => Err(error.into()),
                 }
@@ -437,19 +463,33 @@ impl Execution {
         }
     }
 
-    async fn wait_until_ended(&self, run_id: &RunId) -> Result<Run, ExecutionError> {
+    async fn wait_until_ended(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
         // A cancelled run stops within an epoch tick; storing its end takes
         // a disk write. Give up waiting (not cancelling) after a few seconds.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let run = self.wait_ended(app, run_id, Duration::from_secs(5)).await?;
+        // The answer says how the run ended: make that durable first.
+        blocking(&self.shared, |s| s.store.flush()).await?;
+        Ok(run)
+    }
+
+    /// Waits until run `run_id` of `app` has ended (woken by its worker, not
+    /// polling), or `within` has passed; returns the run as stored then.
+    pub async fn wait_ended(
+        &self,
+        app: &AppId,
+        run_id: &RunId,
+        within: Duration,
+    ) -> Result<Run, ExecutionError> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            let id = run_id.clone();
-            let run = blocking(&self.shared, move |s| s.store.run(&id))
-                .await?
-                .ok_or_else(|| ExecutionError::NotFound(format!("run {run_id} does not exist")))?;
+            // Watch before reading, so an ending in between still wakes us.
+            let ended = self.shared.watch_end(run_id);
+            let run = self.run_of(app, run_id).await?;
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Woken by the worker, or out of time: read again either way.
+            let _ = tokio::time::timeout_at(deadline, ended).await;
         }
     }
 

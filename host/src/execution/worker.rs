@@ -37,6 +37,7 @@ struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.shared.queue.finished(self.id);
+        self.shared.ended(self.id);
     }
 }
 

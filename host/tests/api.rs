@@ -877,6 +877,17 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
         "invalid_request",
         &["PUT"],
     );
+    // The app id is checked first on every endpoint, the run actions included.
+    for action in ["cancel", "rerun"] {
+        assert_error(
+            &server
+                .action(&format!("/apps/bad app/automations/runs/nope/{action}"))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &["app id"],
+        );
+    }
     let (_, list) = server.get("/apps/default/automations").await;
     assert_eq!(list, json!({"data": []}), "nothing was stored");
     server.stop().await;

@@ -16,8 +16,10 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// `invalid_request`, `not_found`, `conflict`, `payload_too_large`,
-    /// `unprocessable`, `too_many_requests` or `internal`.
+    /// `invalid_request` (400, and 405 for a method a path does not have),
+    /// `not_found` (404), `conflict` (409), `payload_too_large` (413),
+    /// `unprocessable` (422), `too_many_requests` (429), `internal` (500) or
+    /// `unavailable` (503, the host is shutting down).
     #[schema(example = "invalid_request")]
     pub code: &'static str,
     /// A sentence for a person.

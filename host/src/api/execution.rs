@@ -15,7 +15,7 @@ use super::MAX_JSON_BODY_BYTES;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, PathParams, app_id, body_bytes};
 use crate::domain::event::{EventReceipt, IncomingEvent, RunNowRequest};
-use crate::domain::ids::RunId;
+use crate::domain::ids::{AppId, RunId};
 use crate::domain::run::Run;
 use crate::execution::{Execution, ExecutionError};
 use crate::service::{Service, ServiceError};
@@ -66,7 +66,7 @@ impl From<ExecutionError> for ApiError {
     }
 }
 
-fn run_id(raw: &str, app: &str) -> Result<RunId, ApiError> {
+fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found(format!("no run `{raw}` in app `{app}`")))
 }
@@ -122,6 +122,7 @@ pub async fn receive_event(
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "The automation has no config"),
         (status = 429, body = ErrorBody, description = "The run queue is full"),
+        (status = 503, body = ErrorBody, description = "The host is shutting down"),
     )
 )]
 pub async fn run_now(
@@ -162,8 +163,8 @@ pub async fn cancel(
     State(state): State<ExecutionState>,
     PathParams((app, run)): PathParams<(String, String)>,
 ) -> Result<Json<Run>, ApiError> {
-    let run_id = run_id(&run, &app)?;
     let app = app_id(&app)?;
+    let run_id = run_id(&run, &app)?;
     Ok(Json(state.execution.cancel(&app, &run_id).await?))
 }
 
@@ -179,15 +180,17 @@ pub async fn cancel(
     responses(
         (status = 202, body = Run, description = "The new pending run"),
         (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The automation has no config"),
         (status = 429, body = ErrorBody, description = "The run queue is full"),
+        (status = 503, body = ErrorBody, description = "The host is shutting down"),
     )
 )]
 pub async fn rerun(
     State(state): State<ExecutionState>,
     PathParams((app, run)): PathParams<(String, String)>,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
-    let run_id = run_id(&run, &app)?;
     let app = app_id(&app)?;
+    let run_id = run_id(&run, &app)?;
     let run = state.execution.rerun(&app, &run_id).await?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }

@@ -3,7 +3,7 @@
 //! everything still there after a restart.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use automata::domain::automation::Automation;
@@ -13,26 +13,11 @@ use automata::domain::workflow::TriggerInput;
 use automata::server::{Server, ServerConfig};
 use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
 use automata::store::StoreOptions;
+use automata_e2e::guest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-fn guests_dir() -> PathBuf {
-    std::env::var_os("AUTOMATA_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"))
-}
-
-fn guest(name: &str) -> Vec<u8> {
-    let path = guests_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; build the guests with scripts/build-guests",
-            path.display()
-        )
-    })
-}
 
 /// A server running in this process on 127.0.0.1:0.
 struct TestServer {

@@ -3,11 +3,11 @@
 //! (the spec's exact command lines included) in table and JSON output.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use automata_e2e::guest_path;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_automata");
@@ -179,22 +179,14 @@ impl Run {
     }
 }
 
-fn guest(name: &str) -> String {
-    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the guests first with scripts/build-guests",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
-
 /// Uploads an example component and returns its config ID.
 fn upload(server: &Server, example: &str) -> String {
-    let config = server.json(&["create", "config", "--file", &guest(example)]);
+    let config = server.json(&[
+        "create",
+        "config",
+        "--file",
+        &guest_path(example).to_string_lossy(),
+    ]);
     config["id"].as_str().expect("config id").to_owned()
 }
 
@@ -449,7 +441,9 @@ fn refused_transitions_and_activations_show_the_servers_reason() {
 #[test]
 fn configs_are_uploaded_listed_described_and_deleted() {
     let server = Server::start();
-    let path = guest("ingestion-failure-alert");
+    let path = guest_path("ingestion-failure-alert")
+        .to_string_lossy()
+        .into_owned();
     let uploaded = server
         .cli(&[
             "create",

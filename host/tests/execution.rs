@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,24 +13,12 @@ use automata::execution::ExecutionConfig;
 use automata::server::{Server, ServerConfig};
 use automata::service::ServiceSettings;
 use automata::store::StoreOptions;
+use automata_e2e::guest;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-fn guest(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
-    let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; build the guests with scripts/build-guests",
-            path.display()
-        )
-    })
-}
 
 /// An HTTP client for one server's base URL.
 #[derive(Clone)]

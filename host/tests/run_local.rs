@@ -1,22 +1,9 @@
 //! `automata run-local` end to end: the built binary on a built example.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use automata_e2e::guest_path as guest;
 use serde_json::{Value, json};
-
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("AUTOMATA_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-guests",
-        path.display()
-    );
-    path
-}
 
 fn automata() -> Command {
     Command::new(env!("CARGO_BIN_EXE_automata"))

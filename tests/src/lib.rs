@@ -10,6 +10,25 @@ pub fn guests_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"))
 }
 
+/// The path of the built guest component `name` (a crate under `examples/` or
+/// `tests/guests/`).
+///
+/// # Panics
+/// When the component has not been built, with a message saying how to build it.
+pub fn guest_path(name: &str) -> PathBuf {
+    let path = guests_dir().join(format!("{name}.wasm"));
+    assert!(path.exists(), "{}", missing(&path));
+    path
+}
+
+fn missing(path: &std::path::Path) -> String {
+    format!(
+        "{} is missing: build the guests first with scripts/build-guests \
+         (scripts/test does it for you)",
+        path.display()
+    )
+}
+
 /// The bytes of the guest component `name` (a crate under `examples/` or
 /// `tests/guests/`).
 ///
@@ -17,11 +36,5 @@ pub fn guests_dir() -> PathBuf {
 /// When the component has not been built, with a message saying how to build it.
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guests_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; build the guests first with scripts/build-guests \
-             (scripts/test does it for you)",
-            path.display()
-        )
-    })
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{} ({e})", missing(&path)))
 }

@@ -12,6 +12,10 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::Value;
 
 use super::output::{Format, Printer};
+use crate::domain::ids::AppId;
+
+/// Where `automata serve` listens unless told otherwise.
+const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 
 /// Where the server is, which app to act on, how to authenticate and how to
 /// print. Flags win over the environment.
@@ -21,7 +25,7 @@ pub struct Connection {
     #[arg(
         long,
         env = "AUTOMATA_URL",
-        default_value = "http://127.0.0.1:7070",
+        default_value = DEFAULT_URL,
         value_parser = parse_base_url,
         global = true,
         help_heading = "Global options",
@@ -82,15 +86,11 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     }
 }
 
+/// The server's own rule ([`AppId`]), checked before anything is sent.
 fn parse_app_id(text: &str) -> Result<String, String> {
-    let valid_chars = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if (1..=64).contains(&text.len()) && valid_chars {
-        Ok(text.to_owned())
-    } else {
-        Err("an app id is 1–64 characters of A-Z, a-z, 0-9, '_' and '-'".into())
-    }
+    text.parse::<AppId>()
+        .map(|app| app.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Why a request did not give the answer the command wanted.
@@ -371,6 +371,14 @@ mod tests {
                 .contains("not supported")
         );
         assert!(parse_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn the_default_url_is_where_serve_listens() {
+        assert_eq!(
+            DEFAULT_URL,
+            format!("http://{}", crate::server::DEFAULT_LISTEN)
+        );
     }
 
     #[test]

@@ -708,6 +708,20 @@ async fn run_now_works_for_drafts_and_rerun_links_to_the_original() {
         )
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, error) = api
+        .post(
+            &format!("/apps/default/automations/{draft}/run"),
+            json!({"paylod": {}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("paylod"),
+        "{error}"
+    );
     let (code, _) = api
         .post("/apps/default/automations/nothing-here/run", json!({}))
         .await;

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::MAX_JSON_BODY_BYTES;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, PathParams, app_id, body_bytes};
+use super::extract::{JsonBody, PathParams, app_id, optional_json};
 use crate::domain::event::{EventReceipt, IncomingEvent, RunNowRequest};
 use crate::domain::ids::{AppId, RunId};
 use crate::domain::run::Run;
@@ -131,13 +130,7 @@ pub async fn run_now(
     request: Request,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     let app = app_id(&app)?;
-    let bytes = body_bytes(request, &()).await?;
-    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RunNowRequest::default()
-    } else {
-        let JsonBody(input) = JsonBody::from_request(Request::new(Body::from(bytes)), &()).await?;
-        input
-    };
+    let input = optional_json(request, &()).await?.unwrap_or_default();
     let automation = state.service.automation(&app, &id).await?;
     let run = state.execution.run_now(&automation, input).await?;
     Ok((StatusCode::ACCEPTED, Json(run)))

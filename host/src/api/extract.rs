@@ -18,24 +18,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = body_bytes(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid(
+        match optional_json(request, state).await? {
+            Some(value) => Ok(JsonBody(value)),
+            None => Err(ApiError::invalid(
                 "the request body is empty: send a JSON object",
-            ));
+            )),
         }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map(JsonBody)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." {
-                    ApiError::invalid(format!("invalid JSON body: {}", e.inner()))
-                } else {
-                    ApiError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
-                }
-            })
     }
+}
+
+/// A JSON request body that may be absent: `None` for an empty (or
+/// whitespace-only) body, else what [`JsonBody`] would parse.
+pub async fn optional_json<T: DeserializeOwned, S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<Option<T>, ApiError> {
+    let bytes = body_bytes(request, state).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(deserializer)
+        .map(Some)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                ApiError::invalid(format!("invalid JSON body: {}", e.inner()))
+            } else {
+                ApiError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
+            }
+        })
 }
 
 /// The raw body, with the body limit turned into a 413.

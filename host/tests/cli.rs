@@ -2,12 +2,9 @@
 //! `automata serve` on a loopback port and each test drives the CLI's commands
 //! (the spec's exact command lines included) in table and JSON output.
 
-use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use automata_e2e::guest_path;
+use automata_e2e::{ServeProcess, guest_path, spawn_serve};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_automata");
@@ -22,33 +19,7 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start automata serve");
-        // The server announces its address on stdout or stderr; read both
-        // until it does, then keep draining them so it never blocks on a pipe.
-        let (found, address) = mpsc::channel();
-        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-        for stream in [stdout, stderr] {
-            let found = found.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(url) = loopback_url(&line) {
-                        let _ = found.send(url);
-                    }
-                }
-            });
-        }
-        let url = address
-            .recv_timeout(Duration::from_secs(60))
-            .expect("automata serve did not print its http://127.0.0.1:PORT address");
+        let ServeProcess { child, url } = spawn_serve(BIN, data.path(), &[]);
         Server {
             child,
             url,
@@ -80,17 +51,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn loopback_url(line: &str) -> Option<String> {
-    let start = line.find("http://127.0.0.1:")?;
-    let rest = &line[start..];
-    let port_start = "http://127.0.0.1:".len();
-    let digits = rest[port_start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .count();
-    (digits > 0).then(|| rest[..port_start + digits].to_owned())
 }
 
 /// A finished CLI invocation.

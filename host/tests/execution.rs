@@ -3,10 +3,9 @@
 //! cron ticks and run actions; retries, policies, shutdown and recovery after
 //! SIGKILL included.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use automata::execution::ExecutionConfig;
@@ -902,32 +901,14 @@ struct Process {
 }
 
 fn spawn_serve(data_dir: &Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("automata serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let serve = automata_e2e::spawn_serve(
+        env!("CARGO_BIN_EXE_automata"),
+        data_dir,
+        &["--workers", "1"],
+    );
     Process {
-        child,
-        api: Api::new(base),
+        child: serve.child,
+        api: Api::new(serve.url),
     }
 }
 

@@ -1,10 +1,10 @@
 //! `automata serve` as a process: prints its address, answers HTTP, stops
 //! cleanly on SIGTERM and finds its data again on the next start.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
+use automata_e2e::spawn_serve;
 use serde_json::{Value, json};
 
 struct Serve {
@@ -13,23 +13,11 @@ struct Serve {
 }
 
 fn start(data_dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("automata serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Serve { child, base }
+    let serve = spawn_serve(env!("CARGO_BIN_EXE_automata"), data_dir, &[]);
+    Serve {
+        child: serve.child,
+        base: serve.url,
+    }
 }
 
 impl Serve {

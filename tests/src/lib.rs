@@ -1,6 +1,11 @@
-//! Helpers for the end-to-end tests in `tests/`.
+//! Helpers for the end-to-end tests in `tests/` and the host's integration
+//! tests: the built guest components and `automata serve` as a process.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// Where `scripts/build-guests` puts the components: `AUTOMATA_GUESTS_DIR`, or
 /// `target/guests` at the workspace root.
@@ -21,7 +26,7 @@ pub fn guest_path(name: &str) -> PathBuf {
     path
 }
 
-fn missing(path: &std::path::Path) -> String {
+fn missing(path: &Path) -> String {
     format!(
         "{} is missing: build the guests first with scripts/build-guests \
          (scripts/test does it for you)",
@@ -37,4 +42,71 @@ fn missing(path: &std::path::Path) -> String {
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guests_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{} ({e})", missing(&path)))
+}
+
+/// `automata serve` running as a child process on a free loopback port.
+pub struct ServeProcess {
+    /// The process: the caller stops it (SIGTERM, SIGKILL) and waits for it.
+    pub child: Child,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+/// Starts `<binary> serve --listen 127.0.0.1:0 --data-dir <data_dir> <extra…>`
+/// (pass `env!("CARGO_BIN_EXE_automata")`) and waits for the line announcing
+/// its address. Its stdout keeps being read, so the server never blocks on a
+/// full pipe; its logs (stderr) are discarded.
+///
+/// # Panics
+/// When the server does not announce an address within 60 seconds.
+pub fn spawn_serve(binary: &str, data_dir: &Path, extra: &[&str]) -> ServeProcess {
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("automata serve starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = loopback_url(&line) {
+                let _ = found.send(url);
+            }
+        }
+    });
+    let url = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("automata serve did not print its http://127.0.0.1:PORT address");
+    ServeProcess { child, url }
+}
+
+/// The first `http://127.0.0.1:PORT` in `line`.
+fn loopback_url(line: &str) -> Option<String> {
+    const PREFIX: &str = "http://127.0.0.1:";
+    let start = line.find(PREFIX)?;
+    let rest = &line[start..];
+    let digits = rest[PREFIX.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    (digits > 0).then(|| rest[..PREFIX.len() + digits].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn finds_the_announced_address() {
+        assert_eq!(
+            loopback_url("automata listening on http://127.0.0.1:40087 (data in d)").as_deref(),
+            Some("http://127.0.0.1:40087")
+        );
+        assert_eq!(loopback_url("listening on http://127.0.0.1:"), None);
+        assert_eq!(loopback_url("no address"), None);
+    }
 }

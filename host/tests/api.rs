@@ -384,7 +384,7 @@ async fn refusals_reach_a_client_still_sending_its_body() {
             "/apps/default/events",
             "application/json",
             too_large,
-            "larger",
+            "1048576",
         ),
     ];
     for _ in 0..3 {
@@ -833,7 +833,7 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
         &create(too_big).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        &[],
+        &["JSON body", "1048576"],
     );
     let long_app = "a".repeat(65);
     assert_error(

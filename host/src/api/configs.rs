@@ -104,13 +104,11 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if let Some(size) = declared.filter(|&size| size > service.settings().max_config_bytes) {
-        return Err(service.too_large(size).into());
+        return Err(service.too_large(Some(size)).into());
     }
     let bytes = body_bytes(request, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            service
-                .too_large(service.settings().max_config_bytes + 1)
-                .into()
+            service.too_large(None).into()
         } else {
             e
         }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::MAX_JSON_BODY_BYTES;
 use super::error::ApiError;
 use crate::domain::ids::AppId;
 
@@ -33,7 +34,15 @@ pub async fn optional_json<T: DeserializeOwned, S: Send + Sync>(
     request: Request,
     state: &S,
 ) -> Result<Option<T>, ApiError> {
-    let bytes = body_bytes(request, state).await?;
+    let bytes = body_bytes(request, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!(
+                "the JSON body is larger than the limit of {MAX_JSON_BODY_BYTES} bytes"
+            ))
+        } else {
+            e
+        }
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -247,7 +247,7 @@ impl Service {
             ));
         }
         if component.len() > self.settings.max_config_bytes {
-            return Err(self.too_large(component.len()));
+            return Err(self.too_large(Some(component.len())));
         }
         if let Some(name) = &name {
             config::validate_name(name).map_err(ServiceError::InvalidRequest)?;
@@ -294,12 +294,14 @@ impl Service {
         })
     }
 
-    /// The 413 for an upload of `size` bytes.
-    pub fn too_large(&self, size: usize) -> ServiceError {
-        ServiceError::PayloadTooLarge(format!(
-            "the component is {size} bytes; the limit is {} bytes",
-            self.settings.max_config_bytes
-        ))
+    /// The 413 for an upload of `size` bytes (`None`: a body that passed the
+    /// limit while it was read, its full size unknown).
+    pub fn too_large(&self, size: Option<usize>) -> ServiceError {
+        let limit = self.settings.max_config_bytes;
+        ServiceError::PayloadTooLarge(match size {
+            Some(size) => format!("the component is {size} bytes; the limit is {limit} bytes"),
+            None => format!("the component is larger than the limit of {limit} bytes"),
+        })
     }
 
     async fn same_upload(

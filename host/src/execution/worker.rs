@@ -80,7 +80,7 @@ async fn execute_run(
     let cancelled_before_start = cancel.is_cancelled();
     let start = id.clone();
     let started = blocking(shared, move |s| {
-        s.store.update_run(&start, &mut |run| {
+        s.store.start_run(&start, &mut |run| {
             let now = Utc::now();
             if cancelled_before_start {
                 return run.transition(RunStatus::Cancelled, now, reason.clone());
@@ -351,6 +351,8 @@ pub(super) fn recover(shared: &Shared) -> Result<Recovery, StoreError> {
         recovery.resumed += page.len();
         shared.queue.enqueue(page.iter().map(Shared::waiting));
     }
+    // Interrupted runs ended as run progress: on disk before serving.
+    shared.store.flush()?;
     Ok(recovery)
 }
 

@@ -22,8 +22,22 @@ pub enum EventRecord {
 
 /// The execution plane's part of the [`Store`](super::Store).
 pub trait ExecutionStore {
+    /// Starts a run with `change` (read, change, write, re-index, atomically).
+    /// Run progress: this returns once the change is applied and visible to
+    /// reads, without waiting for the disk (see [`Durability`]).
+    /// `change` may be called more than once if the transaction retries.
+    ///
+    /// [`Durability`]: super::Durability
+    fn start_run(
+        &self,
+        id: &RunId,
+        change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
+    ) -> Result<Run, StoreError>;
+
     /// Ends a run with `change` and stores `retry` (its next attempt), in one
-    /// transaction. `change` may be called more than once if it retries.
+    /// transaction. Run progress, like [`start_run`](Self::start_run): it
+    /// does not wait for the disk. `change` may be called more than once if
+    /// the transaction retries.
     fn finish_run(
         &self,
         id: &RunId,

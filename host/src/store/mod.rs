@@ -17,7 +17,7 @@ use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
 pub use execution::{EventRecord, ExecutionStore};
-pub use sled_store::SledStore;
+pub use sled_store::{PROGRESS_FLUSH_DELAY, SledStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +57,15 @@ pub struct Cancellation {
 /// When writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Every write is flushed (fsync) before the call returns: a crash loses
-    /// nothing that was acknowledged. The default.
+    /// Every write is on disk before the call returns — except run progress
+    /// ([`ExecutionStore::start_run`], [`ExecutionStore::finish_run`]), which
+    /// reaches the disk within [`PROGRESS_FLUSH_DELAY`] without waiting.
+    /// Writers waiting at the same time share one flush (group commit). A
+    /// crash loses nothing that was acknowledged. The default.
     Immediate,
-    /// Writes are flushed in the background at this interval: a crash (power
-    /// loss, SIGKILL) loses at most the last interval; a clean shutdown loses
-    /// nothing.
+    /// Writes are flushed in the background at this interval and nothing
+    /// waits: a crash (power loss, SIGKILL) loses at most the last interval;
+    /// a clean shutdown loses nothing.
     Interval(Duration),
 }
 

@@ -22,6 +22,7 @@
 //! Every multi-key change is one transaction over all five trees.
 
 mod execution;
+mod group_commit;
 
 use std::cell::RefCell;
 use std::ops::Bound;
@@ -39,6 +40,8 @@ use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
+pub use group_commit::PROGRESS_FLUSH_DELAY;
+use group_commit::{Commit, GroupCommit};
 
 /// The on-disk layout version this build reads and writes.
 const FORMAT_VERSION: &str = "1";
@@ -46,7 +49,8 @@ const FORMAT_VERSION: &str = "1";
 /// A [`Store`] in a sled database directory.
 pub struct SledStore {
     db: Db,
-    durability: Durability,
+    /// With `--flush always`; otherwise sled flushes on its own interval.
+    group_commit: Option<GroupCommit>,
     automations: Tree,
     configs: Tree,
     runs: Tree,
@@ -273,16 +277,30 @@ impl SledStore {
             runs: tree("runs")?,
             blobs: tree("blobs")?,
             index: tree("index")?,
-            durability: options.durability,
+            group_commit: match options.durability {
+                Durability::Immediate => Some(GroupCommit::start(db.clone())?),
+                Durability::Interval(_) => None,
+            },
             db,
         };
         store.flush()?;
         Ok(store)
     }
 
-    /// Runs `f` as one transaction over all trees, then applies the durability
-    /// policy.
+    /// Runs `f` as one transaction over all trees; with `--flush always`,
+    /// returns once it is on disk.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        self.transact_as(Commit::Durable, f)
+    }
+
+    /// Runs `f` as one transaction over all trees, then applies the
+    /// durability policy: with `--flush always`, a [`Commit::Durable`] write
+    /// waits for the group commit covering it.
+    fn transact_as<T>(
+        &self,
+        commit: Commit,
+        f: impl Fn(&Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
         let trees = (
             &self.automations,
             &self.configs,
@@ -304,10 +322,40 @@ impl SledStore {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => backend(error),
             })?;
-        if self.durability == Durability::Immediate {
-            self.flush()?;
-        }
+        self.written(commit)?;
         Ok(value)
+    }
+
+    /// Applies the durability policy to a write that has been applied.
+    fn written(&self, commit: Commit) -> Result<(), StoreError> {
+        match &self.group_commit {
+            Some(group) => group.written(commit),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `change` to run `id` (read, change, write, re-index) in one
+    /// transaction.
+    fn change_run(
+        &self,
+        commit: Commit,
+        id: &RunId,
+        change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
+        also: Option<&Run>,
+    ) -> Result<Run, StoreError> {
+        let change = RefCell::new(change);
+        self.transact_as(commit, |tx| {
+            let Some(previous) = Tx::get::<Run>(tx.runs, id.as_str().as_bytes())? else {
+                return Err(abort(StoreError::RunNotFound(id.clone())));
+            };
+            let mut run = previous.clone();
+            (change.borrow_mut())(&mut run).map_err(|e| abort(e.into()))?;
+            tx.put_run(&run, Some(&previous))?;
+            if let Some(new) = also {
+                tx.put_run(new, None)?;
+            }
+            Ok(run)
+        })
     }
 
     fn scan_run_ids(&self, prefix: &[u8]) -> Result<Vec<RunId>, StoreError> {
@@ -543,16 +591,7 @@ impl Store for SledStore {
         id: &RunId,
         change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
     ) -> Result<Run, StoreError> {
-        let change = RefCell::new(change);
-        self.transact(|tx| {
-            let Some(previous) = Tx::get::<Run>(tx.runs, id.as_str().as_bytes())? else {
-                return Err(abort(StoreError::RunNotFound(id.clone())));
-            };
-            let mut run = previous.clone();
-            (change.borrow_mut())(&mut run).map_err(|e| abort(e.into()))?;
-            tx.put_run(&run, Some(&previous))?;
-            Ok(run)
-        })
+        self.change_run(Commit::Durable, id, change, None)
     }
 
     fn automation_runs(
@@ -609,7 +648,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(backend)
+        match &self.group_commit {
+            Some(group) => group.sync(),
+            None => self.db.flush().map(drop).map_err(backend),
+        }
     }
 }
 

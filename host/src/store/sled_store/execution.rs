@@ -6,11 +6,9 @@
 //! | `sc/{app}/{aut_id}` | the scheduler's cursor (JSON) |
 //! | `ev/{app}/{idempotency_key}` | an event's receipt (JSON) |
 
-use std::cell::RefCell;
-
 use chrono::{DateTime, Utc};
 
-use super::{SledStore, Tx, abort, automation_key, backend, decode, encode, key};
+use super::{Commit, SledStore, Tx, automation_key, backend, decode, encode, key};
 use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
@@ -42,25 +40,21 @@ impl Tx<'_> {
 }
 
 impl ExecutionStore for SledStore {
+    fn start_run(
+        &self,
+        id: &RunId,
+        change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
+    ) -> Result<Run, StoreError> {
+        self.change_run(Commit::Progress, id, change, None)
+    }
+
     fn finish_run(
         &self,
         id: &RunId,
         change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
         retry: Option<&Run>,
     ) -> Result<Run, StoreError> {
-        let change = RefCell::new(change);
-        self.transact(|tx| {
-            let Some(previous) = Tx::get::<Run>(tx.runs, id.as_str().as_bytes())? else {
-                return Err(abort(StoreError::RunNotFound(id.clone())));
-            };
-            let mut run = previous.clone();
-            (change.borrow_mut())(&mut run).map_err(|e| abort(e.into()))?;
-            tx.put_run(&run, Some(&previous))?;
-            if let Some(retry) = retry {
-                tx.put_run(retry, None)?;
-            }
-            Ok(run)
-        })
+        self.change_run(Commit::Progress, id, change, retry)
     }
 
     fn schedule_cursor(
@@ -163,6 +157,8 @@ impl ExecutionStore for SledStore {
             }
         }
         self.index.apply_batch(expired).map_err(backend)?;
+        // Housekeeping: a purge lost in a crash is simply done again.
+        self.written(Commit::Progress)?;
         Ok(count)
     }
 }
@@ -304,6 +300,36 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, StoreError::Transition(_)));
         assert_eq!(fx.store.run(&orphan.id).unwrap(), None);
+    }
+
+    #[test]
+    fn run_progress_does_not_wait_but_is_on_disk_after_a_close() {
+        let mut fx = Fixture::new();
+        let automation = fx.automation(None, AutomationStatus::Running);
+        let run = fx.run(&automation, scheduled_input(at(60)));
+        fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
+        let started = fx
+            .store
+            .start_run(&run.id, &mut |run| {
+                run.transition(RunStatus::Running, at(2), None)
+            })
+            .unwrap();
+        assert_eq!(fx.store.run(&run.id).unwrap(), Some(started));
+        fx.store
+            .finish_run(
+                &run.id,
+                &mut |run| run.transition(RunStatus::Completed, at(3), None),
+                None,
+            )
+            .unwrap();
+        let Fixture {
+            _dir: dir, store, ..
+        } = fx;
+        drop(store);
+        let reopened = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let stored = reopened.run(&run.id).unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Completed);
+        assert_eq!(stored.history.len(), 3, "{:?}", stored.history);
     }
 
     #[test]

@@ -1,0 +1,257 @@
+//! Group commit for `--flush always`: writers that must be on disk before
+//! they answer share flushes instead of paying one each.
+//!
+//! A writer applies its transaction first, then takes the next write number
+//! and, if it needs durability, waits until a flush that *started after* its
+//! write completes. sled keeps one log for every tree and `Db::flush` makes
+//! everything reserved in it before the call durable, so one flush covers
+//! every write numbered before it started. One flusher thread runs flushes
+//! back to back while anyone waits: writers arriving during a flush are
+//! covered together by the next one.
+//!
+//! Writes nobody waits for (a run's progress) only set a deadline: they are
+//! flushed with the next awaited write or after [`PROGRESS_FLUSH_DELAY`],
+//! whichever comes first. (sled 0.34 stalls transactions while a flush is
+//! writing, so flushing after every progress write would slow runs down.)
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sled::Db;
+
+use crate::store::StoreError;
+
+/// The longest a write nobody waits for stays only in memory.
+pub const PROGRESS_FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+/// Whether the writer waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// On disk before the call returns.
+    Durable,
+    /// On disk within [`PROGRESS_FLUSH_DELAY`]; the call does not wait.
+    Progress,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Writes applied so far; each writer takes the next number.
+    applied: u64,
+    /// The highest write number someone waits for.
+    wanted: u64,
+    /// Every write up to this number is on disk.
+    flushed: u64,
+    /// When unwaited-for writes must be flushed by.
+    due: Option<Instant>,
+    /// The last failed flush: writes up to this number may be lost, and why.
+    failed: Option<(u64, String)>,
+    /// Flush what is left, then end the flusher.
+    stop: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the flusher: someone waits, a deadline was set, or stop.
+    work: Condvar,
+    /// Wakes waiting writers: a flush ended.
+    flushed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change under the lock is a plain assignment: a panic cannot
+        // leave it half done.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The flusher thread and the state writers share with it.
+#[derive(Debug)]
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl GroupCommit {
+    /// Starts the flusher of `db`.
+    pub fn start(db: Db) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared::default());
+        let flusher = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("automata-flush".into())
+                .spawn(move || flush_loop(&shared, &db))
+                .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
+        };
+        Ok(GroupCommit {
+            shared,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Records a write that has been applied; with [`Commit::Durable`],
+    /// returns once it is on disk.
+    pub fn written(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut state = self.shared.lock();
+        state.applied += 1;
+        let ticket = state.applied;
+        match commit {
+            Commit::Durable => self.wait_for(state, ticket),
+            Commit::Progress => {
+                if state.due.is_none() {
+                    state.due = Some(Instant::now() + PROGRESS_FLUSH_DELAY);
+                    self.shared.work.notify_one();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns once every write applied before the call is on disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        // A write number of its own, so a flush starts after this call even
+        // if writes outside this accounting (sled's own) are pending.
+        self.written(Commit::Durable)
+    }
+
+    fn wait_for(&self, mut state: MutexGuard<'_, State>, ticket: u64) -> Result<(), StoreError> {
+        if state.wanted < ticket {
+            state.wanted = ticket;
+            self.shared.work.notify_one();
+        }
+        loop {
+            if state.flushed >= ticket {
+                return Ok(());
+            }
+            if let Some((through, error)) = &state.failed
+                && *through >= ticket
+            {
+                return Err(StoreError::Backend(format!(
+                    "flushing to disk failed: {error}"
+                )));
+            }
+            state = self
+                .shared
+                .flushed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    /// Flushes what is left and ends the flusher, so the database (and its
+    /// directory lock) is released when the store is.
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.work.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            // A panicking flusher already reported itself.
+            let _ = flusher.join();
+        }
+    }
+}
+
+fn flush_loop(shared: &Shared, db: &Db) {
+    let mut state = shared.lock();
+    loop {
+        let now = Instant::now();
+        let flush_now = state.wanted > state.flushed
+            || state.due.is_some_and(|due| due <= now)
+            || (state.stop && state.applied > state.flushed);
+        if !flush_now {
+            if state.stop {
+                return;
+            }
+            state = match state.due {
+                Some(due) => {
+                    shared
+                        .work
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => shared.work.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
+            continue;
+        }
+        // Every write numbered up to here was applied before this flush starts.
+        let target = state.applied;
+        state.due = None;
+        drop(state);
+        let result = db.flush();
+        state = shared.lock();
+        match result {
+            Ok(_) => state.flushed = state.flushed.max(target),
+            Err(error) => {
+                tracing::error!("flushing the store failed: {error}");
+                state.failed = Some((target, error.to_string()));
+            }
+        }
+        shared.flushed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn durable_writes_return_once_a_flush_covers_them() {
+        let (_dir, db) = db();
+        let group = Arc::new(GroupCommit::start(db.clone()).unwrap());
+        let writers: Vec<_> = (0..8u8)
+            .map(|n| {
+                let (group, db) = (Arc::clone(&group), db.clone());
+                std::thread::spawn(move || {
+                    db.insert([n], &[n]).unwrap();
+                    group.written(Commit::Durable).unwrap();
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let state = group.shared.lock();
+        assert_eq!(state.flushed, 8, "every write is covered by a flush");
+        assert!(state.failed.is_none());
+    }
+
+    #[test]
+    fn progress_writes_are_flushed_within_the_delay() {
+        let (_dir, db) = db();
+        let group = GroupCommit::start(db.clone()).unwrap();
+        db.insert("k", "v").unwrap();
+        group.written(Commit::Progress).unwrap();
+        // Nobody waits: the flusher gets to it on its own.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group.shared.lock().flushed < 1 {
+            assert!(Instant::now() < deadline, "never flushed");
+            std::thread::sleep(PROGRESS_FLUSH_DELAY);
+        }
+        group.sync().unwrap();
+        assert_eq!(group.shared.lock().flushed, 2);
+    }
+
+    #[test]
+    fn dropping_flushes_what_is_left_and_releases_the_database() {
+        let (dir, db) = db();
+        let group = GroupCommit::start(db.clone()).unwrap();
+        db.insert("k", "v").unwrap();
+        group.written(Commit::Progress).unwrap();
+        let shared = Arc::clone(&group.shared);
+        drop(group);
+        assert_eq!(shared.lock().flushed, 1);
+        drop(db);
+        let reopened = sled::Config::new().path(dir.path()).open().unwrap();
+        assert_eq!(reopened.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}

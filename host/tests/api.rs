@@ -862,6 +862,13 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
         "invalid_request",
         &["PUT"],
     );
+    // The execution plane's routes answer a wrong method in JSON too.
+    assert_error(
+        &server.get("/apps/default/events").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &["GET", "/apps/default/events"],
+    );
     // The app id is checked first on every endpoint, the run actions included.
     for action in ["cancel", "rerun"] {
         assert_error(

@@ -813,7 +813,7 @@ async fn catch_up_policies_record_the_runs_they_promise_after_downtime() {
             .collect()
     };
 
-    // skip: one cancelled record for every missed tick, none run.
+    // skip: the missed ticks leave one cancelled record, and none runs.
     let runs = api
         .wait_runs("default", &skip, Duration::from_secs(10), |runs| {
             !missed_record(runs).is_empty()

@@ -66,12 +66,15 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 )]
 pub struct ApiDoc;
 
-/// The whole API: the control plane's routes and the execution plane's,
-/// with every request's unread body drained before its answer
-/// ([`drain::drain_unread_body`]).
+/// The whole API: the control plane's routes and the execution plane's, JSON
+/// 404s and 405s for the rest, and every request's unread body drained
+/// before its answer ([`drain::drain_unread_body`]).
 pub fn app(service: Arc<Service>, execution: Arc<Execution>) -> Router {
     router(Arc::clone(&service))
         .merge(execution::routes(service, execution))
+        // After the merge: the 405 fallback is set on the routes present.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(drain::drain_unread_body))
 }
 
@@ -116,8 +119,6 @@ pub fn router(service: Arc<Service>) -> Router {
             "/apps/{app_id}/configs/{id}",
             get(configs::show).delete(configs::delete),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .with_state(service)
 }

@@ -2,7 +2,6 @@
 //! components uploaded, automations through their lifecycle, runs paged, and
 //! everything still there after a restart.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,22 +9,20 @@ use automata::domain::automation::Automation;
 use automata::domain::ids::AppId;
 use automata::domain::run::{Run, RunResult, RunStatus};
 use automata::domain::workflow::TriggerInput;
-use automata::server::{Server, ServerConfig};
 use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
-use automata::store::StoreOptions;
 use automata_e2e::guest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// A server running in this process on 127.0.0.1:0.
+mod common;
+use common::InProcessServer;
+
+/// A server running in this process on 127.0.0.1:0, with a client.
 struct TestServer {
     base: String,
     client: reqwest::Client,
     service: Arc<Service>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: InProcessServer,
 }
 
 impl TestServer {
@@ -34,39 +31,20 @@ impl TestServer {
     }
 
     async fn start_with(data_dir: &Path, max_config_bytes: usize) -> Self {
-        let config = ServerConfig {
-            data_dir: data_dir.to_owned(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            store: StoreOptions::default(),
-            service: ServiceSettings { max_config_bytes },
-            execution: Default::default(),
-        };
-        let server = Server::bind(&config).await.expect("server starts");
-        let base = format!("http://{}", server.local_addr());
-        let service = Arc::clone(server.service());
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
+        let settings = ServiceSettings { max_config_bytes };
+        let server = InProcessServer::start(data_dir, settings, Default::default()).await;
         TestServer {
-            base,
+            base: server.base.clone(),
             client: reqwest::Client::new(),
-            service,
-            stop,
-            task,
+            service: Arc::clone(&server.service),
+            server,
         }
     }
 
     /// Stops the server and waits until it has released the data directory.
     async fn stop(self) {
         drop(self.service);
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap();
+        self.server.stop().await;
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

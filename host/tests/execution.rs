@@ -3,21 +3,19 @@
 //! cron ticks and run actions; retries, policies, shutdown and recovery after
 //! SIGKILL included.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use automata::execution::ExecutionConfig;
-use automata::server::{Server, ServerConfig};
 use automata::service::ServiceSettings;
-use automata::store::StoreOptions;
 use automata_e2e::guest;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod common;
+use common::InProcessServer;
 
 /// An HTTP client for one server's base URL.
 #[derive(Clone)]
@@ -211,39 +209,23 @@ fn time(value: &Value) -> DateTime<Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
 
-/// A server running in this process on 127.0.0.1:0.
+/// A server running in this process on 127.0.0.1:0, with a client.
 struct TestServer {
     api: Api,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: InProcessServer,
 }
 
 impl TestServer {
     async fn start(data_dir: &Path, execution: ExecutionConfig) -> Self {
-        let config = ServerConfig {
-            data_dir: data_dir.to_owned(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            store: StoreOptions::default(),
-            service: ServiceSettings::default(),
-            execution,
-        };
-        let server = Server::bind(&config).await.expect("server starts");
-        let api = Api::new(format!("http://{}", server.local_addr()));
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
-        TestServer { api, stop, task }
+        let server = InProcessServer::start(data_dir, ServiceSettings::default(), execution).await;
+        TestServer {
+            api: Api::new(server.base.clone()),
+            server,
+        }
     }
 
     async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap();
+        self.server.stop().await;
     }
 }
 

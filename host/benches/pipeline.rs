@@ -14,7 +14,7 @@
 //! on a fresh data directory, with the real store, service and execution
 //! plane (two workers, no HTTP), for the welcome example:
 //! - the median time from `Execution::receive_event` to the run's stored
-//!   `completed`, one event at a time;
+//!   `completed`, one event at a time, and of that until intake answers;
 //! - runs/s completed with 16 concurrent senders, each sending an event and
 //!   waiting for its run before the next;
 //! - `Runner::run`'s median on the same runner, sampled in blocks interleaved
@@ -139,13 +139,16 @@ impl Pipeline {
         }
     }
 
-    /// Sends one event and waits for its run to complete.
-    async fn event_to_completed(&self) {
+    /// Sends one event and waits for its run to complete; returns how long
+    /// intake took to answer.
+    async fn event_to_completed(&self) -> Duration {
+        let sent = Instant::now();
         let answer = self
             .execution
             .receive_event(self.app.clone(), event())
             .await
             .unwrap();
+        let answered = sent.elapsed();
         let [run_id] = answer.receipt.run_ids.as_slice() else {
             panic!("one run per event, got {:?}", answer.receipt.run_ids);
         };
@@ -155,6 +158,7 @@ impl Pipeline {
             .await
             .unwrap();
         assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+        answered
     }
 
     async fn stop(self) {
@@ -166,6 +170,7 @@ impl Pipeline {
 /// What one flush policy measured.
 struct Figures {
     policy: &'static str,
+    intake: Duration,
     pipeline: Duration,
     runner: Duration,
     runs_per_second: f64,
@@ -198,12 +203,13 @@ async fn measure(
         pipeline.event_to_completed().await;
         runner_run(&runner, &workflow, &ctx, &input).await;
     }
+    let mut intake_samples = Vec::new();
     let mut pipeline_samples = Vec::new();
     let mut runner_samples = Vec::new();
     for _ in 0..plan.blocks {
         for _ in 0..plan.runs_per_block {
             let t = Instant::now();
-            pipeline.event_to_completed().await;
+            intake_samples.push(pipeline.event_to_completed().await);
             pipeline_samples.push(t.elapsed());
         }
         for _ in 0..plan.runs_per_block {
@@ -217,7 +223,9 @@ async fn measure(
         let pipeline = Arc::clone(&pipeline);
         move || {
             let pipeline = Arc::clone(&pipeline);
-            async move { pipeline.event_to_completed().await }
+            async move {
+                pipeline.event_to_completed().await;
+            }
         }
     };
     let runs_per_second = throughput(SENDERS, plan.throughput_window, send_and_wait).await;
@@ -227,6 +235,7 @@ async fn measure(
         .await;
     Figures {
         policy,
+        intake: median(&mut intake_samples),
         pipeline: median(&mut pipeline_samples),
         runner: median(&mut runner_samples),
         runs_per_second,
@@ -252,13 +261,14 @@ fn main() {
              pipeline and runner samples interleaved"
         );
         println!(
-            "  --flush   event→completed   Runner::run   ratio   runs/s ({SENDERS} senders, {:?})",
+            "  --flush   intake answer   event→completed   Runner::run   ratio   runs/s ({SENDERS} senders, {:?})",
             plan.throughput_window
         );
         for f in all {
             println!(
-                "  {:<7} {:>12.1} µs {:>10.1} µs {:>7.1} {:>8.0}",
+                "  {:<7} {:>10.1} µs {:>14.1} µs {:>10.1} µs {:>7.1} {:>8.0}",
                 f.policy,
+                micros(f.intake),
                 micros(f.pipeline),
                 micros(f.runner),
                 f.pipeline.as_secs_f64() / f.runner.as_secs_f64(),

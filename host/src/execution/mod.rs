@@ -253,7 +253,10 @@ where
     let shared = shared.clone();
     match tokio::task::spawn_blocking(move || call(&shared)).await {
         Ok(value) => value,
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: the runtime is shutting down and drops this task with it,
+        // so there is nothing to return to.
+        Err(_) => std::future::pending().await,
     }
 }
 

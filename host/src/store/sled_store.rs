@@ -23,6 +23,8 @@
 
 mod execution;
 mod group_commit;
+#[cfg(test)]
+mod test_fixture;
 
 use std::cell::RefCell;
 use std::ops::Bound;
@@ -657,60 +659,20 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests {
+    use super::test_fixture::{Fixture, app, at};
     use super::*;
     use crate::domain::automation::NewAutomation;
     use crate::domain::ids::IdSequence;
     use crate::domain::workflow::{StepNode, TriggerInput, WorkflowGraph};
-    use chrono::{DateTime, Utc};
     use serde_json::json;
 
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        store: SledStore,
-        ids: IdSequence,
-    }
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_772_000_000 + seconds, 0).unwrap()
-    }
-
-    fn app() -> AppId {
-        "default".parse().unwrap()
-    }
-
     impl Fixture {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
-            Fixture {
-                _dir: dir,
-                store,
-                ids: IdSequence::default(),
-            }
-        }
-
-        fn next(&mut self) -> u128 {
-            self.ids.next(1_772_000_000_000, 0)
-        }
-
-        fn automation(&mut self, body: serde_json::Value) -> Automation {
-            let new: NewAutomation = serde_json::from_value(body).unwrap();
-            let id = AutomationId::from_value(self.next());
-            let automation = Automation::create(id, app(), new, at(0)).unwrap();
-            self.store.insert_automation(&automation).unwrap();
-            automation
-        }
-
-        fn trigger_automation(&mut self) -> Automation {
-            self.automation(json!({"name": "t", "type": "trigger", "trigger": "thread.created"}))
-        }
-
         fn run(&mut self, automation: &Automation) -> Run {
             let input = TriggerInput {
                 trigger: "thread.created".into(),
                 payload: json!({}),
             };
-            Run::pending(RunId::from_value(self.next()), automation, input, at(1))
+            self.pending_run(automation, input)
         }
     }
 

@@ -168,70 +168,39 @@ mod tests {
     use chrono::TimeDelta;
     use serde_json::json;
 
+    use super::super::test_fixture::{Fixture, app, at};
     use super::*;
-    use crate::domain::automation::NewAutomation;
     use crate::domain::event::scheduled_input;
-    use crate::domain::ids::IdSequence;
     use crate::domain::run::RunStatus;
     use crate::domain::schedule::Schedule;
     use crate::domain::workflow::TriggerInput;
-    use crate::store::{Store, StoreOptions};
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        store: SledStore,
-        ids: IdSequence,
-    }
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_772_000_000 + seconds, 0).unwrap()
-    }
-
-    fn app() -> AppId {
-        "default".parse().unwrap()
-    }
+    use crate::store::Store;
 
     impl Fixture {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
-            Fixture {
-                _dir: dir,
-                store,
-                ids: IdSequence::default(),
-            }
-        }
-
         /// A stored scheduled (or, with `trigger`, trigger) automation in `status`.
-        fn automation(&mut self, trigger: Option<&str>, status: AutomationStatus) -> Automation {
+        fn automation_with(
+            &mut self,
+            trigger: Option<&str>,
+            status: AutomationStatus,
+        ) -> Automation {
             let body = match trigger {
                 Some(event) => json!({"name": "t", "type": "trigger", "trigger": event}),
                 None => json!({"name": "s", "type": "scheduled", "schedule": "* * * * *"}),
             };
-            let new: NewAutomation = serde_json::from_value(body).unwrap();
-            let id = AutomationId::from_value(self.ids.next(1_772_000_000_000, 0));
-            let mut automation = Automation::create(id, app(), new, at(0)).unwrap();
-            automation.status = status;
-            self.store.insert_automation(&automation).unwrap();
-            automation
-        }
-
-        fn run(&mut self, automation: &Automation, input: TriggerInput) -> Run {
-            let id = RunId::from_value(self.ids.next(1_772_000_000_000, 0));
-            Run::pending(id, automation, input, at(1))
+            self.automation_in(body, status)
         }
     }
 
     #[test]
     fn ticks_and_cursor_are_stored_together() {
         let mut fx = Fixture::new();
-        let automation = fx.automation(None, AutomationStatus::Running);
+        let automation = fx.automation_with(None, AutomationStatus::Running);
         let schedule = Schedule::parse("* * * * *", None).unwrap();
         assert_eq!(
             fx.store.schedule_cursor(&app(), &automation.id).unwrap(),
             None
         );
-        let run = fx.run(&automation, scheduled_input(at(60)));
+        let run = fx.pending_run(&automation, scheduled_input(at(60)));
         let cursor = ScheduleCursor::at(&schedule, at(60));
         assert!(
             fx.store
@@ -251,8 +220,8 @@ mod tests {
             None
         );
         // A paused or deleted automation takes no ticks, not even its cursor.
-        let paused = fx.automation(None, AutomationStatus::Paused);
-        let late = fx.run(&paused, scheduled_input(at(60)));
+        let paused = fx.automation_with(None, AutomationStatus::Paused);
+        let late = fx.pending_run(&paused, scheduled_input(at(60)));
         let gone = AutomationId::from_value(7);
         for id in [&paused.id, &gone] {
             let stored = fx
@@ -268,10 +237,10 @@ mod tests {
     #[test]
     fn a_finished_run_and_its_retry_are_stored_together() {
         let mut fx = Fixture::new();
-        let automation = fx.automation(None, AutomationStatus::Running);
-        let run = fx.run(&automation, scheduled_input(at(60)));
+        let automation = fx.automation_with(None, AutomationStatus::Running);
+        let run = fx.pending_run(&automation, scheduled_input(at(60)));
         fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
-        let mut retry = fx.run(&automation, scheduled_input(at(60)));
+        let mut retry = fx.pending_run(&automation, scheduled_input(at(60)));
         retry.attempt = 2;
         retry.retry_of = Some(run.id.clone());
         let failed = fx
@@ -289,7 +258,7 @@ mod tests {
             .unwrap();
         assert_eq!(pending, [retry]);
         // An impossible change stores nothing, not even the retry.
-        let orphan = fx.run(&automation, scheduled_input(at(60)));
+        let orphan = fx.pending_run(&automation, scheduled_input(at(60)));
         let error = fx
             .store
             .finish_run(
@@ -305,8 +274,8 @@ mod tests {
     #[test]
     fn run_progress_does_not_wait_but_is_on_disk_after_a_close() {
         let mut fx = Fixture::new();
-        let automation = fx.automation(None, AutomationStatus::Running);
-        let run = fx.run(&automation, scheduled_input(at(60)));
+        let automation = fx.automation_with(None, AutomationStatus::Running);
+        let run = fx.pending_run(&automation, scheduled_input(at(60)));
         fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
         let started = fx
             .store
@@ -322,12 +291,8 @@ mod tests {
                 None,
             )
             .unwrap();
-        let Fixture {
-            _dir: dir, store, ..
-        } = fx;
-        drop(store);
-        let reopened = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
-        let stored = reopened.run(&run.id).unwrap().unwrap();
+        let fx = fx.reopened();
+        let stored = fx.store.run(&run.id).unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Completed);
         assert_eq!(stored.history.len(), 3, "{:?}", stored.history);
     }
@@ -335,15 +300,15 @@ mod tests {
     #[test]
     fn receipts_dedupe_within_the_window_and_expire() {
         let mut fx = Fixture::new();
-        let automation = fx.automation(Some("thread.created"), AutomationStatus::Running);
-        let paused = fx.automation(Some("thread.created"), AutomationStatus::Paused);
+        let automation = fx.automation_with(Some("thread.created"), AutomationStatus::Running);
+        let paused = fx.automation_with(Some("thread.created"), AutomationStatus::Paused);
         let input = TriggerInput {
             trigger: "thread.created".into(),
             payload: json!({}),
         };
-        let first = fx.run(&automation, input.clone());
+        let first = fx.pending_run(&automation, input.clone());
         // Paused between the lookup and the write: left out.
-        let too_late = fx.run(&paused, input.clone());
+        let too_late = fx.pending_run(&paused, input.clone());
         let sent = EventReceipt {
             app_id: app(),
             trigger: "thread.created".into(),
@@ -364,7 +329,7 @@ mod tests {
         );
         assert_eq!(fx.store.run(&too_late.id).unwrap(), None);
         // The repeat stores nothing and gets the first receipt.
-        let second = fx.run(&automation, input);
+        let second = fx.pending_run(&automation, input);
         let repeat = EventReceipt {
             run_ids: vec![second.id.clone()],
             received_at: at(20),

@@ -5,6 +5,7 @@
 //!
 //! - [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`cli`]: the `automata` command line, one file per command.
+//! - [`doctor`]: `automata doctor`'s checks of a store opened offline.
 //! - [`domain`]: the domain model and rules; no IO.
 //! - [`runner`]: compiles and runs workflow components in a sandbox; no HTTP,
 //!   no storage.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod doctor;
 pub mod domain;
 pub mod execution;
 pub mod runner;

@@ -135,6 +135,16 @@ impl Server {
                 "recovered runs from the previous process"
             );
         }
+        let held = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || held.quarantine_count()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => tracing::warn!(
+                count,
+                "the quarantine holds records that could not be read (GET /admin/quarantine)"
+            ),
+            Ok(Err(error)) => tracing::error!("cannot count the quarantine: {error}"),
+            Err(error) => tracing::error!("cannot count the quarantine: {error}"),
+        }
         let app = api::app(self.service, Arc::clone(&self.execution));
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

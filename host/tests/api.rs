@@ -10,6 +10,7 @@ use automata::domain::ids::AppId;
 use automata::domain::run::{Run, RunResult, RunStatus};
 use automata::domain::workflow::TriggerInput;
 use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
+use automata::store::{RecordKind, SledStore, StoreOptions};
 use automata_e2e::guest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -31,7 +32,14 @@ impl TestServer {
     }
 
     async fn start_with(data_dir: &Path, max_config_bytes: usize) -> Self {
-        let settings = ServiceSettings { max_config_bytes };
+        let settings = ServiceSettings {
+            max_config_bytes,
+            ..ServiceSettings::default()
+        };
+        Self::start_settings(data_dir, settings).await
+    }
+
+    async fn start_settings(data_dir: &Path, settings: ServiceSettings) -> Self {
         let server = InProcessServer::start(data_dir, settings, Default::default()).await;
         TestServer {
             base: server.base.clone(),
@@ -1276,6 +1284,9 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/apps/{app_id}/automations/runs/{run_id}", &["get"]),
         ("/apps/{app_id}/configs", &["get", "post"]),
         ("/apps/{app_id}/configs/{id}", &["get", "delete"]),
+        ("/admin/quarantine", &["get"]),
+        ("/admin/quarantine/{id}", &["get", "delete"]),
+        ("/admin/quarantine/{id}/bytes", &["get"]),
     ] {
         for method in methods {
             assert!(
@@ -1297,5 +1308,246 @@ async fn the_openapi_document_describes_every_endpoint() {
     }
     let upload = &paths["/apps/{app_id}/configs"]["post"]["requestBody"]["content"];
     assert!(upload.get("application/wasm").is_some(), "{upload}");
+    server.stop().await;
+}
+
+/// Writes `bytes` as the stored record of `kind` at `key`, with the server
+/// stopped: the store's test hook, as a torn write or a bug would leave it.
+fn write_unreadable(dir: &Path, records: &[(RecordKind, String, Vec<u8>)]) {
+    let store = SledStore::open(dir, &StoreOptions::default()).unwrap();
+    for (kind, key, bytes) in records {
+        store
+            .write_raw_record(*kind, key.as_bytes(), bytes)
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_unreadable_records_starts_serves_lists_and_pauses() {
+    let dir = tempfile::tempdir().unwrap();
+    let app: AppId = "default".parse().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let config = server.upload("welcome-new-members").await;
+    let body = |name: &str, key: &str| {
+        json!({"name": name, "type": "trigger", "trigger": "thread.member_joined",
+               "config_id": id(&config), "lookup_key": key})
+    };
+    let kept = id(&server.create(body("Kept", "kept")).await);
+    let broken = id(&server.create(body("Broken", "broken")).await);
+    server
+        .action(&format!("/apps/default/automations/{kept}/activate"))
+        .await;
+    // Runs 1, 2 and 4 stay pending; 0 and 3 completed, 5 failed.
+    let runs = insert_runs(&server.service, &app, &kept, 6).await;
+    server.stop().await;
+
+    let torn = |run: &Run| {
+        let bytes = serde_json::to_vec(run).unwrap();
+        bytes[..bytes.len() / 2].to_vec()
+    };
+    let garbage = b"\x00\x01 not a record".to_vec();
+    write_unreadable(
+        dir.path(),
+        &[
+            // Pending: recovery meets it on start.
+            (RecordKind::Run, runs[1].id.to_string(), torn(&runs[1])),
+            // Completed: only a list or a look meets it.
+            (RecordKind::Run, runs[3].id.to_string(), torn(&runs[3])),
+            (
+                RecordKind::Automation,
+                format!("default/{broken}"),
+                garbage.clone(),
+            ),
+        ],
+    );
+
+    let server = TestServer::start(dir.path()).await;
+    let (status, list) = server.get("/apps/default/automations").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("Kept")]);
+    let (status, page) = server
+        .get(&format!("/apps/default/automations/{kept}/runs"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<_> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<_> = [5, 4, 2, 0].map(|i| runs[i].id.to_string()).into();
+    assert_eq!(listed, expected);
+    let gone = server
+        .get(&format!("/apps/default/automations/runs/{}", runs[3].id))
+        .await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "not_found", &["no run"]);
+    let (status, paused) = server
+        .action(&format!("/apps/default/automations/{kept}/pause"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let (_, run) = server
+        .get(&format!("/apps/default/automations/runs/{}", runs[4].id))
+        .await;
+    assert!(
+        ["cancelled", "completed"].contains(&run["status"].as_str().unwrap()),
+        "resumed by recovery, then cancelled by the pause or done: {run}"
+    );
+    // The broken automation's lookup key is free again.
+    server.create(body("Again", "broken")).await;
+
+    let (status, quarantine) = server.get("/admin/quarantine").await;
+    assert_eq!(status, StatusCode::OK, "{quarantine}");
+    assert_eq!(quarantine["total"], 3, "{quarantine}");
+    let records = quarantine["data"].as_array().unwrap();
+    let mut found: Vec<_> = records
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["key"].as_str().unwrap()))
+        .collect();
+    found.sort();
+    let mut wanted = [
+        ("automation", format!("default/{broken}")),
+        ("run", runs[1].id.to_string()),
+        ("run", runs[3].id.to_string()),
+    ];
+    wanted.sort();
+    let wanted: Vec<_> = wanted.iter().map(|(k, key)| (*k, key.as_str())).collect();
+    assert_eq!(found, wanted);
+    for record in records {
+        assert!(!record["error"].as_str().unwrap().is_empty(), "{record}");
+        assert!(record["quarantined_at"].is_string(), "{record}");
+    }
+    let automation = records.iter().find(|r| r["kind"] == "automation").unwrap();
+    let path = format!("/admin/quarantine/{}", automation["id"]);
+    let bytes = server
+        .client
+        .get(format!("{}{path}/bytes", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), garbage.as_slice(), "kept byte for byte");
+    assert_eq!(server.get(&path).await.1["size_bytes"], garbage.len());
+    let (status, _) = server.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &server.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &["no quarantined record"],
+    );
+    assert_eq!(server.get("/admin/quarantine").await.1["total"], 2);
+    assert_error(
+        &server.get("/admin/quarantine?limit=0").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["limit"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_compile_bound_get_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ServiceSettings {
+        max_concurrent_compiles: 1,
+        upload_compile_wait: std::time::Duration::ZERO,
+        ..ServiceSettings::default()
+    };
+    let server = TestServer::start_settings(dir.path(), settings).await;
+    let bytes = guest("welcome-new-members");
+    // The same bytes under new names: each upload compiles.
+    let mut uploads = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let request = server
+            .client
+            .post(format!(
+                "{}/apps/default/configs?name=copy-{n}",
+                server.base
+            ))
+            .header("content-type", "application/wasm")
+            .body(bytes.clone());
+        uploads.spawn(async move {
+            let response = request.send().await.unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let status = response.status();
+            (status, retry_after, response.json::<Value>().await.unwrap())
+        });
+    }
+    let (mut created, mut busy) = (0, 0);
+    while let Some(answer) = uploads.join_next().await {
+        let (status, retry_after, body) = answer.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("compiling"),
+                    "{body}"
+                );
+                assert_eq!(retry_after.unwrap(), "1");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(
+        created >= 1 && busy >= 1,
+        "{created} created, {busy} refused"
+    );
+    // A slot frees up when a compile ends.
+    let (status, body) = server
+        .upload_raw(
+            "/apps/default/configs?name=later",
+            "application/wasm",
+            bytes,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_refusals_are_json_where_the_http_stack_lets_them_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let long = format!("/apps/default/automations?type={}", "t".repeat(9 * 1024));
+    assert_error(
+        &server.get(&long).await,
+        StatusCode::URI_TOO_LONG,
+        "invalid_request",
+        &["URI", "8192 bytes"],
+    );
+    let response = server
+        .client
+        .get(format!("{}/apps/default/automations", server.base))
+        .header("x-filler", "f".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_error(
+        &(status, body),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_request",
+        &["headers", "32768 bytes"],
+    );
+    // A request line hyper cannot parse never reaches our code: hyper
+    // answers 400 itself, with no body to shape.
+    let answer = raw_request(&server.base, "NOT HTTP AT ALL\r\n\r\n", b"").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (status, _) = server.get("/apps/default/automations").await;
+    assert_eq!(status, StatusCode::OK, "the server is unaffected");
     server.stop().await;
 }

@@ -4,6 +4,7 @@
 
 use std::process::{Child, Command, Output, Stdio};
 
+use automata::store::{RecordKind, SledStore, StoreOptions};
 use automata_e2e::{ServeProcess, guest_path, spawn_serve};
 use serde_json::Value;
 
@@ -675,6 +676,7 @@ fn every_command_has_help_with_an_example() {
         &["completions"],
         &["run-local"],
         &["serve"],
+        &["doctor"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -997,4 +999,47 @@ fn all_runs_are_listed_by_following_cursors() {
         .map(|run| run["id"].as_str().unwrap())
         .collect();
     assert_eq!(json_ids, ids);
+}
+
+#[test]
+fn doctor_checks_a_stopped_servers_store_and_refuses_a_running_one() {
+    let mut server = Server::start();
+    upload(&server, "welcome-new-members");
+    let data = server._data.path().to_str().unwrap().to_owned();
+    let doctor = || cli_without_server(&["doctor", "--data-dir", &data], &[]);
+    doctor().fails_with(1, "is in use by a running automata server");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let healthy = doctor().ok();
+    assert!(healthy.stdout.contains("records read back"), "{healthy:#?}");
+    assert!(healthy.stdout.contains("quarantine  empty"), "{healthy:#?}");
+
+    let store = SledStore::open(server._data.path(), &StoreOptions::default()).unwrap();
+    store
+        .write_raw_record(RecordKind::Config, b"default/cfg_torn", b"{\"id\":\"cfg_")
+        .unwrap();
+    drop(store);
+    let found = doctor();
+    assert_eq!(found.code, 1, "{found:#?}");
+    assert!(
+        found
+            .stdout
+            .contains("1 unreadable record(s) moved to the quarantine"),
+        "{found:#?}"
+    );
+    assert!(
+        found.stdout.contains("config `default/cfg_torn` (11 bytes"),
+        "{found:#?}"
+    );
+    // Still listed until discarded, not moved twice.
+    let again = doctor();
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert!(!again.stdout.contains("moved"), "{again:#?}");
+    assert!(again.stdout.contains("default/cfg_torn"), "{again:#?}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    cli_without_server(&["doctor", "--data-dir", path], &[])
+        .fails_with(1, "holds no automata store");
 }

@@ -73,6 +73,7 @@ type Response<T> = Result<T, ApiError>;
         (status = 400, body = ErrorBody, description = "Wrong Content-Type, empty body or bad name"),
         (status = 413, body = ErrorBody, description = "Larger than the configured limit (default 20 MiB)"),
         (status = 422, body = ErrorBody, description = "Not a component, or not of the workflow world"),
+        (status = 503, body = ErrorBody, description = "Too many uploads compiling at once; try again after `Retry-After` seconds"),
     )
 )]
 pub async fn upload(

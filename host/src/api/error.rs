@@ -1,7 +1,7 @@
 //! JSON errors: `{"error": {"code", "message"}}` with the matching status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -19,7 +19,8 @@ pub struct ErrorDetail {
     /// `invalid_request` (400, and 405 for a method a path does not have),
     /// `not_found` (404), `conflict` (409), `payload_too_large` (413),
     /// `unprocessable` (422), `too_many_requests` (429), `internal` (500) or
-    /// `unavailable` (503, the host is shutting down).
+    /// `unavailable` (503: the host is shutting down, or too busy — then with
+    /// `Retry-After`).
     #[schema(example = "invalid_request")]
     pub code: &'static str,
     /// A sentence for a person.
@@ -32,15 +33,28 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (a 503 for a busy host).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error with this status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// A 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_request",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -50,6 +64,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -59,6 +74,7 @@ impl ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -68,6 +84,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "too_many_requests",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -77,6 +94,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -91,6 +109,7 @@ impl ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "invalid_request",
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -106,11 +125,19 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ServiceError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        let retry_after = match &error {
+            ServiceError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         };
         ApiError {
             status,
             code,
             message: error.to_string(),
+            retry_after,
         }
     }
 }
@@ -123,6 +150,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! Handlers parse and shape; every rule lives in the [`Service`].
 
+pub mod admin;
 pub mod automations;
 pub mod configs;
 pub mod drain;
+pub mod edge;
 pub mod error;
 pub mod execution;
 pub mod extract;
@@ -56,25 +58,34 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
         execution::run_now,
         execution::cancel,
         execution::rerun,
+        admin::quarantine,
+        admin::quarantined,
+        admin::quarantined_bytes,
+        admin::discard,
     ),
     tags(
         (name = "automations", description = "Automations and their lifecycle"),
         (name = "runs", description = "Automation runs"),
         (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
         (name = "events", description = "Platform events that trigger automations"),
+        (name = "admin", description = "Host-wide operator endpoints: the quarantine of unreadable records"),
     )
 )]
 pub struct ApiDoc;
 
-/// The whole API: the control plane's routes and the execution plane's, JSON
-/// 404s and 405s for the rest, and every request's unread body drained
+/// The whole API: the control plane's routes and the execution plane's, the
+/// admin routes, JSON 404s and 405s for the rest, JSON 414s and 431s
+/// ([`edge::protocol_limits`]), and every request's unread body drained
 /// before its answer ([`drain::drain_unread_body`]).
 pub fn app(service: Arc<Service>, execution: Arc<Execution>) -> Router {
     router(Arc::clone(&service))
-        .merge(execution::routes(service, execution))
+        .merge(execution::routes(Arc::clone(&service), execution))
+        .merge(admin::routes(service))
         // After the merge: the 405 fallback is set on the routes present.
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the drain, so a body sent with a refused request is read.
+        .layer(axum::middleware::from_fn(edge::protocol_limits))
         .layer(axum::middleware::from_fn(drain::drain_unread_body))
 }
 

@@ -7,6 +7,7 @@ mod completions;
 mod create;
 mod delete;
 mod describe;
+mod doctor;
 mod lifecycle;
 mod list;
 mod output;
@@ -87,6 +88,7 @@ enum Command {
     Rerun(run::Rerun),
     Cancel(cancel::Cancel),
     Completions(completions::Completions),
+    Doctor(doctor::Doctor),
 }
 
 /// Runs the parsed command line; errors are printed here, once.
@@ -107,6 +109,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Rerun(cmd) => block_on(cmd.run()),
         Command::Cancel(cmd) => block_on(cmd.run()),
         Command::Completions(cmd) => cmd.run(),
+        Command::Doctor(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

@@ -84,6 +84,7 @@ impl Serve {
             },
             service: ServiceSettings {
                 max_config_bytes: self.max_config_bytes,
+                ..ServiceSettings::default()
             },
             execution: ExecutionConfig {
                 workers: self

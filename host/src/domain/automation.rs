@@ -11,6 +11,7 @@ use super::config::Config;
 use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
 use super::schedule::Schedule;
+use super::text;
 use super::workflow::SCHEDULED_TRIGGER;
 use crate::runner::LimitOverrides;
 
@@ -481,7 +482,7 @@ impl Automation {
     /// Every field rule: required fields per type, catalogue events, cron
     /// syntax, time zone, slugs, sizes and policy bounds.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        text("name", &self.name, 1, 200)?;
+        name("name", &self.name, 1, 200)?;
         if let Some(description) = &self.description {
             text("description", description, 0, 2_000)?;
         }
@@ -528,7 +529,7 @@ impl Automation {
             }
         }
         if let Some(user) = &self.run_as_user_id {
-            text("run_as_user_id", user, 1, 128)?;
+            name("run_as_user_id", user, 1, 128)?;
             if user.chars().any(char::is_whitespace) {
                 return Err(invalid("run_as_user_id", "must not contain whitespace"));
             }
@@ -635,6 +636,22 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), 
         return Err(invalid(field, "must not contain control characters"));
     }
     Ok(())
+}
+
+/// A name or id: [`text`] without line breaks, tabs or format characters
+/// (see [`crate::domain::text`]).
+fn name(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+    text(field, value, min, max)?;
+    match text::invisible_char(value) {
+        Some(c) => Err(invalid(
+            field,
+            format!(
+                "must not contain control or invisible format characters (found {})",
+                text::code_point(c)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Lookup keys share the id position in URLs, so they must not look like an
@@ -796,11 +813,34 @@ mod tests {
                 json!({"name": " ", "type": "trigger", "trigger": "thread.created"}),
                 "name",
             ),
+            (
+                json!({"name": "Welcome\u{202E}emocleW", "type": "trigger", "trigger": "thread.created"}),
+                "name",
+            ),
+            (
+                json!({"name": "a\nb", "type": "trigger", "trigger": "thread.created"}),
+                "name",
+            ),
+            (
+                json!({"name": "a", "type": "trigger", "trigger": "thread.created", "run_as_user_id": "usr_\u{200B}1"}),
+                "run_as_user_id",
+            ),
         ];
         for (body, field) in cases {
             let error = new_automation(body.clone()).unwrap_err();
             assert_eq!(error.field, field, "{body}: {error}");
         }
+        let error = new_automation(
+            json!({"name": "zero\u{200B}width", "type": "trigger", "trigger": "thread.created"}),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("U+200B"), "{error}");
+        // Free text keeps what prose uses: line breaks, soft hyphens.
+        new_automation(json!({
+            "name": "a", "type": "trigger", "trigger": "thread.created",
+            "description": "first line\nsecond, hy\u{00AD}phenated",
+        }))
+        .unwrap();
     }
 
     #[test]

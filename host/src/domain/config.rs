@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AppId, ConfigId};
+use super::text;
 use super::workflow::WorkflowGraph;
 
 /// An uploaded component and what it declared, as stored and shown.
@@ -27,7 +28,8 @@ pub struct Config {
     pub created_at: DateTime<Utc>,
 }
 
-/// Checks an upload's display name: 1–200 characters, no control characters.
+/// Checks an upload's display name: 1–200 characters, no control or format
+/// characters ([`crate::domain::text`]).
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("the config name must not be empty".to_owned());
@@ -35,8 +37,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.chars().count() > 200 {
         return Err("the config name is longer than 200 characters".to_owned());
     }
-    if name.chars().any(char::is_control) {
-        return Err("the config name must not contain control characters".to_owned());
+    if let Some(c) = text::invisible_char(name) {
+        return Err(format!(
+            "the config name must not contain control or invisible format characters (found {})",
+            text::code_point(c)
+        ));
     }
     Ok(())
 }
@@ -51,6 +56,8 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name("  ").is_err());
         assert!(validate_name("a\nb").is_err());
+        assert!(validate_name("invoice\u{202E}fdp.exe").is_err());
+        assert!(validate_name("zero\u{200B}width").is_err());
         assert!(validate_name(&"x".repeat(201)).is_err());
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::events;
 use super::ids::{AppId, RunId};
+use super::text;
 use super::workflow::{SCHEDULED_TRIGGER, TriggerInput};
 
 /// Longest idempotency key accepted.
@@ -34,9 +35,9 @@ pub enum EventError {
     /// Not in the catalogue.
     #[error("`{0}` is not a platform event (GET /apps/:app_id/automations/events lists them)")]
     UnknownEvent(String),
-    /// Empty, too long or with control characters.
+    /// Empty, too long or with control or format characters.
     #[error(
-        "invalid `idempotency_key`: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters without control characters"
+        "invalid `idempotency_key`: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters without control or invisible format characters"
     )]
     InvalidIdempotencyKey,
 }
@@ -50,7 +51,7 @@ impl IncomingEvent {
         if let Some(key) = &self.idempotency_key {
             let well_formed = !key.is_empty()
                 && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
-                && !key.chars().any(char::is_control);
+                && text::invisible_char(key).is_none();
             if !well_formed {
                 return Err(EventError::InvalidIdempotencyKey);
             }
@@ -164,7 +165,7 @@ mod tests {
         // The scheduler raises workflow.scheduled; it is not a platform event.
         let scheduled = event(json!({"trigger": "workflow.scheduled"})).unwrap();
         assert!(scheduled.validate().is_err());
-        for key in ["", "a\nb", &"k".repeat(256)] {
+        for key in ["", "a\nb", "join\u{200B}1", "\u{FEFF}key", &"k".repeat(256)] {
             let keyed =
                 event(json!({"trigger": "thread.created", "idempotency_key": key})).unwrap();
             assert_eq!(

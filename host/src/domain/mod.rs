@@ -12,4 +12,5 @@ pub mod events;
 pub mod ids;
 pub mod run;
 pub mod schedule;
+pub mod text;
 pub mod workflow;

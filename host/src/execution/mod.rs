@@ -30,7 +30,7 @@ use crate::domain::dispatch::{self, REASON_CANCELLED_BY_OPERATOR};
 use crate::domain::event::{EventError, EventReceipt, IncomingEvent, RunNowRequest};
 use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
-use crate::runner::{Runner, Workflow};
+use crate::runner::Runner;
 use crate::service::AutomationChange;
 use crate::store::{EventRecord, Store, StoreError};
 pub use queue::QueueFull;
@@ -121,8 +121,6 @@ struct Shared {
     config: ExecutionConfig,
     queue: Queue,
     scheduler: scheduler::Signals,
-    /// Compiled components by digest, so a run does not recompile.
-    workflows: Mutex<HashMap<String, Workflow>>,
     ids: Mutex<IdSequence>,
     accepting: AtomicBool,
     stop: watch::Sender<bool>,
@@ -271,7 +269,6 @@ impl Execution {
                 queue: Queue::new(config.queue_capacity, config.workers),
                 config,
                 scheduler: scheduler::Signals::default(),
-                workflows: Mutex::default(),
                 ids: Mutex::default(),
                 accepting: AtomicBool::new(true),
                 stop,

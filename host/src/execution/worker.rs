@@ -138,12 +138,11 @@ async fn workflow_for(
     let Some(config) = config else {
         return Ok(Err(format!("config {config_id} no longer exists")));
     };
-    let cached = shared
-        .workflows
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&config.digest)
-        .cloned();
+    let cached = config
+        .digest
+        .parse()
+        .ok()
+        .and_then(|digest| shared.runner.cached(&digest));
     if let Some(workflow) = cached {
         return Ok(Ok(workflow));
     }
@@ -155,14 +154,7 @@ async fn workflow_for(
         )));
     };
     match shared.runner.load(&bytes).await {
-        Ok(workflow) => {
-            shared
-                .workflows
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(config.digest, workflow.clone());
-            Ok(Ok(workflow))
-        }
+        Ok(workflow) => Ok(Ok(workflow)),
         Err(error) => Ok(Err(format!("config {config_id} cannot be loaded: {error}"))),
     }
 }

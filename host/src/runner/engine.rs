@@ -38,6 +38,10 @@ pub struct RunnerConfig {
     /// How often the epoch ticker checks timeouts and cancellation: the
     /// precision of both.
     pub epoch_tick: Duration,
+    /// Most bytes of compiled code kept in memory for loaded workflows
+    /// ([`Runner::cached`](super::Runner::cached)); past it the least recently
+    /// used are dropped (and loaded again from the compile cache when needed).
+    pub loaded_code_bytes: u64,
 }
 
 impl Default for RunnerConfig {
@@ -50,9 +54,14 @@ impl Default for RunnerConfig {
             max_concurrent_runs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(5),
+            loaded_code_bytes: DEFAULT_LOADED_CODE_BYTES,
         }
     }
 }
+
+/// Default budget of compiled code kept in memory: 256 MiB, a few hundred
+/// typical workflows (a Rust workflow compiles to 1–2 MiB of code).
+pub const DEFAULT_LOADED_CODE_BYTES: u64 = 256 << 20;
 
 /// Which instance allocator the engine ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

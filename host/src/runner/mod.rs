@@ -19,11 +19,13 @@ mod cancel;
 mod digest;
 mod engine;
 mod limits;
+mod loaded;
 mod outcome;
 pub mod output;
 mod sandbox;
 
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -34,11 +36,12 @@ use crate::domain::workflow::{RunContext, StepNode, TriggerInput, WorkflowGraph}
 use bindings::{WorkflowPre, types};
 use cache::CompileCache;
 use engine::EpochTicker;
+use loaded::Loaded;
 use sandbox::RunState;
 
 pub use cancel::CancelToken;
 pub use digest::{ComponentDigest, ParseDigestError};
-pub use engine::{Allocator, RunnerConfig};
+pub use engine::{Allocator, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
 pub use limits::{LimitOverrides, LimitsError, RunLimits};
 pub use outcome::{
     CANCELLED_MESSAGE, Failure, FailureKind, Outcome, RunAccounting, RunReport, TIMEOUT_MESSAGE,
@@ -98,6 +101,12 @@ impl Workflow {
     pub fn from_cache(&self) -> bool {
         self.from_cache
     }
+
+    /// Bytes of compiled code this workflow keeps mapped.
+    pub fn code_size(&self) -> u64 {
+        let range = self.pre.instance_pre().component().image_range();
+        (range.end as usize).saturating_sub(range.start as usize) as u64
+    }
 }
 
 impl fmt::Debug for Workflow {
@@ -127,6 +136,8 @@ pub struct Runner {
     config: RunnerConfig,
     allocator: engine::Allocator,
     cache: Option<CompileCache>,
+    /// Workflows loaded lately, by digest.
+    loaded: Mutex<Loaded<Workflow>>,
     slots: Semaphore,
     /// Graph reads have their own slot, so an upload never waits behind long
     /// runs.
@@ -162,6 +173,7 @@ impl Runner {
         Ok(Runner {
             slots: Semaphore::new(config.max_concurrent_runs.max(1)),
             graph_slot: Semaphore::new(1),
+            loaded: Mutex::new(Loaded::new(config.loaded_code_bytes)),
             engine,
             linker,
             config,
@@ -197,9 +209,32 @@ impl Runner {
         overrides.resolve(&self.config.defaults, &self.config.ceilings)
     }
 
+    /// The workflow with this digest if it was loaded lately (and not
+    /// [forgotten](Self::forget)): no compile, no disk.
+    pub fn cached(&self, digest: &ComponentDigest) -> Option<Workflow> {
+        self.loaded().get(digest)
+    }
+
+    /// Drops the workflow with this digest from memory (its config was
+    /// deleted). Whether it was there.
+    pub fn forget(&self, digest: &ComponentDigest) -> bool {
+        self.loaded().remove(digest)
+    }
+
+    /// Workflows held in memory, and the bytes of their compiled code
+    /// (at most [`RunnerConfig::loaded_code_bytes`]).
+    pub fn loaded_usage(&self) -> (usize, u64) {
+        self.loaded().usage()
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, Loaded<Workflow>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Compiles `bytes` (or takes them from the compile cache), checks that they
     /// implement the workflow world and reads the component's graph under a
-    /// small fuel and time budget.
+    /// small fuel and time budget. The workflow is kept in memory for
+    /// [`cached`](Self::cached).
     pub async fn load(&self, bytes: &[u8]) -> Result<Workflow, LoadError> {
         let digest = ComponentDigest::of(bytes);
         let (component, from_cache) = self.compile(digest, bytes).await?;
@@ -216,12 +251,15 @@ impl Runner {
             // Best-effort: a failed write is logged inside `put`.
             let _ = tokio::task::spawn_blocking(move || cache.put(&digest, &component)).await;
         }
-        Ok(Workflow {
+        let workflow = Workflow {
             digest,
             graph,
             from_cache,
             pre,
-        })
+        };
+        self.loaded()
+            .insert(digest, workflow.clone(), workflow.code_size());
+        Ok(workflow)
     }
 
     async fn compile(

@@ -59,6 +59,12 @@ const MAX_MEMORIES: usize = 8;
 const MAX_RESOURCES: usize = 16 * 1024;
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
+/// Fuel handed to wasm at a time: its fuel count is written back (and it
+/// yields) after each slice, so a run's reported `fuel_consumed` is exact to
+/// within this many units — 0.02% of the default budget — and a busy loop
+/// yields about once a millisecond.
+pub(super) const FUEL_SLICE: u64 = 1_000_000;
+
 /// Enforces the memory limit over all of a run's memories and remembers the
 /// peak.
 #[derive(Debug)]
@@ -270,6 +276,14 @@ fn new_store(
     // `set_fuel` only fails on an engine without fuel metering, which the
     // runner never builds.
     let _ = store.set_fuel(limits.fuel);
+    // Compiled wasm keeps its fuel count in a register between calls, and
+    // the epoch check that ends a timed-out or cancelled run does not write
+    // it back: a busy loop's fuel would go unreported. Handing fuel out in
+    // slices makes wasm write its count back (and yield) at every slice, so
+    // `fuel_consumed` is exact to within one slice whatever ends the run.
+    // Fails only without fuel metering or async support, which the runner
+    // always enables.
+    let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if cancel.as_ref().is_some_and(CancelToken::is_cancelled) {

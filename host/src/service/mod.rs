@@ -8,7 +8,10 @@
 //! Every automation change is broadcast ([`Service::subscribe`]) so a
 //! scheduler can wake up.
 
+mod quarantine;
+
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -24,6 +27,7 @@ use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
 use crate::runner::{ComponentDigest, Runner};
 use crate::store::{Cancellation, Store, StoreError};
+pub use quarantine::{DEFAULT_QUARANTINE_LIMIT, MAX_QUARANTINE_LIMIT, QuarantinePage};
 
 /// Default largest component upload: 20 MiB.
 pub const DEFAULT_MAX_CONFIG_BYTES: usize = 20 * 1024 * 1024;
@@ -31,6 +35,11 @@ pub const DEFAULT_MAX_CONFIG_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_RUNS_LIMIT: usize = 50;
 /// Largest `limit` for run pages.
 pub const MAX_RUNS_LIMIT: usize = 100;
+/// Default most uploads compiling at once. Compiling a component takes
+/// every core for milliseconds to seconds and holds its code in memory.
+pub const DEFAULT_MAX_CONCURRENT_COMPILES: usize = 2;
+/// Default longest an upload waits for a compile slot before a 503.
+pub const DEFAULT_UPLOAD_COMPILE_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a service call failed; each kind maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +62,13 @@ pub enum ServiceError {
     /// The host failed (500).
     #[error("{0}")]
     Internal(String),
+    /// Too busy right now; try again after `retry_after_secs` (503 with
+    /// `Retry-After`).
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl From<StoreError> for ServiceError {
@@ -99,12 +115,19 @@ pub enum AutomationChange {
 pub struct ServiceSettings {
     /// Largest component upload in bytes; larger ones are refused (413).
     pub max_config_bytes: usize,
+    /// Most uploads compiling at once (at least 1); the others wait.
+    pub max_concurrent_compiles: usize,
+    /// How long an upload waits for a compile slot before it is refused
+    /// with 503 and `Retry-After` (zero: refused at once when all are busy).
+    pub upload_compile_wait: Duration,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
+            max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
+            upload_compile_wait: DEFAULT_UPLOAD_COMPILE_WAIT,
         }
     }
 }
@@ -145,6 +168,8 @@ pub struct Service {
     ids: Mutex<IdSequence>,
     control: tokio::sync::Mutex<()>,
     changes: broadcast::Sender<AutomationChange>,
+    /// One permit per upload compiling.
+    compiles: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -157,6 +182,7 @@ impl Service {
             ids: Mutex::new(IdSequence::default()),
             control: tokio::sync::Mutex::new(()),
             changes: broadcast::channel(1024).0,
+            compiles: tokio::sync::Semaphore::new(settings.max_concurrent_compiles.max(1)),
         }
     }
 
@@ -260,11 +286,13 @@ impl Service {
             });
         }
 
+        let compiling = self.compile_slot().await?;
         let workflow = self
             .runner
             .load(&component)
             .await
             .map_err(|e| ServiceError::Unprocessable(one_line(&e.to_string())))?;
+        drop(compiling);
         let graph = workflow.graph().clone();
         let name = name.unwrap_or_else(|| graph.name.clone());
         config::validate_name(&name).map_err(ServiceError::InvalidRequest)?;
@@ -291,6 +319,27 @@ impl Service {
         Ok(Upload {
             config,
             created: true,
+        })
+    }
+
+    /// A compile slot for an upload: waits up to `upload_compile_wait`,
+    /// then refuses with [`ServiceError::Busy`].
+    async fn compile_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {
+        let wait = self.settings.upload_compile_wait;
+        let permit = if wait.is_zero() {
+            self.compiles.try_acquire().ok()
+        } else {
+            tokio::time::timeout(wait, self.compiles.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        permit.ok_or_else(|| ServiceError::Busy {
+            message: format!(
+                "{} uploads are compiling already, the most at once; try again shortly",
+                self.settings.max_concurrent_compiles.max(1)
+            ),
+            retry_after_secs: wait.as_secs().clamp(1, 10),
         })
     }
 
@@ -367,6 +416,11 @@ impl Service {
             .blocking(move |store| store.delete_config(&app_id, &config_id))
             .await?;
         if deleted {
+            // Its compiled code leaves memory too (another config with the
+            // same bytes loads it again from the compile cache).
+            if let Ok(digest) = config.digest.parse::<ComponentDigest>() {
+                self.runner.forget(&digest);
+            }
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!(

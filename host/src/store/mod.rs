@@ -6,6 +6,7 @@
 //! async callers run them on a blocking thread (the service does).
 
 mod execution;
+mod quarantine;
 mod sled_store;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
 pub use execution::{EventRecord, ExecutionStore};
+pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
 pub use sled_store::{PROGRESS_FLUSH_DELAY, SledStore};
 
 /// Why a store operation failed.
@@ -37,7 +39,8 @@ pub enum StoreError {
     /// The data directory is locked by another process.
     #[error("the data directory {0} is in use by another automata process")]
     Locked(String),
-    /// A stored value cannot be read back.
+    /// A stored value cannot be read back (records that cannot are
+    /// quarantined instead; this is left for the store's own metadata).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The storage engine failed (disk full, IO error, …).
@@ -89,7 +92,7 @@ impl Default for StoreOptions {
 
 /// Everything the host persists: configs (metadata, and component bytes
 /// stored once per digest), automations and runs.
-pub trait Store: ExecutionStore + Send + Sync + 'static {
+pub trait Store: ExecutionStore + QuarantineStore + Send + Sync + 'static {
     /// Stores a config and, unless a config with the same digest already holds
     /// them, its component bytes.
     fn insert_config(&self, config: &Config, component: &[u8]) -> Result<(), StoreError>;

@@ -15,6 +15,7 @@
 //! | | `as/{app}/{aut_id}/{status}/{atr_id}` | (runs by status) |
 //! | | `rs/{status}/{atr_id}` | (runs by status, every app) |
 //! | | `br/sha256:{hex}` | how many configs use the blob (u64 BE) |
+//! | `quarantine` | `m/{id}`, `v/{id}` | unreadable records moved aside (`quarantine.rs`) |
 //!
 //! Ids sort by creation time, so an automation's runs newest-first are a
 //! reverse range scan of `ar/…` (or `as/…` for one status), and a cursor is the
@@ -23,6 +24,7 @@
 
 mod execution;
 mod group_commit;
+mod quarantine;
 #[cfg(test)]
 mod test_fixture;
 
@@ -44,6 +46,7 @@ use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
 pub use group_commit::PROGRESS_FLUSH_DELAY;
 use group_commit::{Commit, GroupCommit};
+use quarantine::{Record, TxAbort, Unreadable};
 
 /// The on-disk layout version this build reads and writes.
 const FORMAT_VERSION: &str = "1";
@@ -58,9 +61,11 @@ pub struct SledStore {
     runs: Tree,
     blobs: Tree,
     index: Tree,
+    /// Records that could not be read back, moved aside.
+    quarantine: Tree,
 }
 
-type TxError = ConflictableTransactionError<StoreError>;
+type TxError = ConflictableTransactionError<TxAbort>;
 
 /// The five trees inside one transaction.
 struct Tx<'a> {
@@ -76,7 +81,7 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn abort(error: StoreError) -> TxError {
-    ConflictableTransactionError::Abort(error)
+    ConflictableTransactionError::Abort(TxAbort::Store(error))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -142,20 +147,19 @@ fn run_status_keys(run: &Run) -> [Vec<u8>; 2] {
     [by_automation, by_status]
 }
 
-fn run_id_after_prefix(key: &[u8], prefix: &[u8]) -> Result<RunId, StoreError> {
-    std::str::from_utf8(&key[prefix.len()..])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("bad run index key {key:?}")))
-}
-
 impl Tx<'_> {
-    fn get<T: DeserializeOwned>(
-        tree: &TransactionalTree,
-        key: &[u8],
-    ) -> Result<Option<T>, TxError> {
+    /// The record at `key`; one that cannot be read aborts the transaction
+    /// to be moved to the quarantine, and the transaction runs again.
+    fn get<T: Record>(tree: &TransactionalTree, key: &[u8]) -> Result<Option<T>, TxError> {
         match tree.get(key)? {
-            Some(bytes) => decode(&bytes).map(Some).map_err(abort),
+            Some(bytes) => decode(&bytes).map(Some).map_err(|error| {
+                ConflictableTransactionError::Abort(TxAbort::Unreadable(Unreadable::new(
+                    T::KIND,
+                    key,
+                    bytes,
+                    error,
+                )))
+            }),
             None => Ok(None),
         }
     }
@@ -215,9 +219,15 @@ impl Tx<'_> {
             if let Some(new) = &automation.lookup_key {
                 let key = lookup_key(app, new);
                 if let Some(holder) = self.index.get(&key)? {
-                    let by = String::from_utf8_lossy(&holder)
-                        .parse()
-                        .map_err(|_| abort(StoreError::Corrupt("bad lookup index".into())))?;
+                    let Some(by) = std::str::from_utf8(&holder)
+                        .ok()
+                        .and_then(|id| id.parse::<AutomationId>().ok())
+                    else {
+                        let error = "the lookup-key entry does not hold an automation id";
+                        return Err(ConflictableTransactionError::Abort(TxAbort::Unreadable(
+                            Unreadable::index_entry(&key, holder, error),
+                        )));
+                    };
                     return Err(abort(StoreError::LookupKeyTaken {
                         key: new.clone(),
                         by,
@@ -279,6 +289,7 @@ impl SledStore {
             runs: tree("runs")?,
             blobs: tree("blobs")?,
             index: tree("index")?,
+            quarantine: tree("quarantine")?,
             group_commit: match options.durability {
                 Durability::Immediate => Some(GroupCommit::start(db.clone())?),
                 Durability::Interval(_) => None,
@@ -310,8 +321,8 @@ impl SledStore {
             &self.blobs,
             &self.index,
         );
-        let value = trees
-            .transaction(|(automations, configs, runs, blobs, index)| {
+        loop {
+            let result = trees.transaction(|(automations, configs, runs, blobs, index)| {
                 f(&Tx {
                     automations,
                     configs,
@@ -319,13 +330,20 @@ impl SledStore {
                     blobs,
                     index,
                 })
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(error) => error,
-                TransactionError::Storage(error) => backend(error),
-            })?;
-        self.written(commit)?;
-        Ok(value)
+            });
+            match result {
+                Ok(value) => {
+                    self.written(commit)?;
+                    return Ok(value);
+                }
+                // Each round moves one more unreadable record aside.
+                Err(TransactionError::Abort(TxAbort::Unreadable(found))) => {
+                    self.set_aside(found)?;
+                }
+                Err(TransactionError::Abort(TxAbort::Store(error))) => return Err(error),
+                Err(TransactionError::Storage(error)) => return Err(backend(error)),
+            }
+        }
     }
 
     /// Applies the durability policy to a write that has been applied.
@@ -361,13 +379,12 @@ impl SledStore {
     }
 
     fn scan_run_ids(&self, prefix: &[u8]) -> Result<Vec<RunId>, StoreError> {
-        self.index
-            .scan_prefix(prefix)
-            .map(|entry| {
-                let (key, _) = entry.map_err(backend)?;
-                run_id_after_prefix(&key, prefix)
-            })
-            .collect()
+        let mut ids = Vec::new();
+        for entry in self.index.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(backend)?;
+            ids.extend(self.indexed_run_id(&key, value, prefix)?);
+        }
+        Ok(ids)
     }
 
     fn load_runs(
@@ -379,9 +396,12 @@ impl SledStore {
     ) -> Result<Vec<Run>, StoreError> {
         let mut runs = Vec::with_capacity(limit.min(128));
         for entry in keys {
-            let (key, _) = entry.map_err(backend)?;
-            let id = run_id_after_prefix(&key, prefix)?;
-            // A run can change status between reading the index and the run.
+            let (key, value) = entry.map_err(backend)?;
+            let Some(id) = self.indexed_run_id(&key, value, prefix)? else {
+                continue;
+            };
+            // A run can change status between reading the index and the run,
+            // or be missing (quarantined).
             if let Some(run) = self.run(&id)?
                 && status.is_none_or(|s| s == run.status)
             {
@@ -394,19 +414,25 @@ impl SledStore {
         Ok(runs)
     }
 
-    fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
-        tree.get(key)
-            .map_err(backend)?
-            .map(|bytes| decode(&bytes))
-            .transpose()
+    /// The record at `key`; an unreadable one is quarantined and absent.
+    fn get<T: Record>(&self, tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match tree.get(key).map_err(backend)? {
+            Some(bytes) => self.read(key, bytes),
+            None => Ok(None),
+        }
     }
 
-    fn values<T: DeserializeOwned>(
+    /// The records of `entries`, skipping (and quarantining) unreadable ones.
+    fn values<T: Record>(
+        &self,
         entries: impl Iterator<Item = sled::Result<(IVec, IVec)>>,
     ) -> Result<Vec<T>, StoreError> {
-        entries
-            .map(|entry| decode(&entry.map_err(backend)?.1))
-            .collect()
+        let mut values = Vec::new();
+        for entry in entries {
+            let (key, bytes) = entry.map_err(backend)?;
+            values.extend(self.read(&key, bytes)?);
+        }
+        Ok(values)
     }
 }
 
@@ -431,11 +457,11 @@ impl Store for SledStore {
     }
 
     fn config(&self, app: &AppId, id: &ConfigId) -> Result<Option<Config>, StoreError> {
-        Self::get(&self.configs, &key(&[app.as_str(), id.as_str()]))
+        self.get(&self.configs, &key(&[app.as_str(), id.as_str()]))
     }
 
     fn configs(&self, app: &AppId) -> Result<Vec<Config>, StoreError> {
-        Self::values(self.configs.scan_prefix(key(&[app.as_str(), ""])))
+        self.values(self.configs.scan_prefix(key(&[app.as_str(), ""])))
     }
 
     fn delete_config(&self, app: &AppId, id: &ConfigId) -> Result<bool, StoreError> {
@@ -526,7 +552,7 @@ impl Store for SledStore {
     }
 
     fn automation(&self, app: &AppId, id: &AutomationId) -> Result<Option<Automation>, StoreError> {
-        Self::get(&self.automations, &automation_key(app, id))
+        self.get(&self.automations, &automation_key(app, id))
     }
 
     fn automation_by_lookup_key(
@@ -534,21 +560,22 @@ impl Store for SledStore {
         app: &AppId,
         key: &str,
     ) -> Result<Option<Automation>, StoreError> {
-        let Some(id) = self.index.get(lookup_key(app, key)).map_err(backend)? else {
+        let key = lookup_key(app, key);
+        let Some(value) = self.index.get(&key).map_err(backend)? else {
             return Ok(None);
         };
-        let id: AutomationId = String::from_utf8_lossy(&id)
-            .parse()
-            .map_err(|_| StoreError::Corrupt("bad lookup index".into()))?;
-        self.automation(app, &id)
+        match self.indexed_automation(&key, value)? {
+            Some(id) => self.automation(app, &id),
+            None => Ok(None),
+        }
     }
 
     fn automations(&self, app: &AppId) -> Result<Vec<Automation>, StoreError> {
-        Self::values(self.automations.scan_prefix(key(&[app.as_str(), ""])))
+        self.values(self.automations.scan_prefix(key(&[app.as_str(), ""])))
     }
 
     fn all_automations(&self) -> Result<Vec<Automation>, StoreError> {
-        Self::values(self.automations.iter())
+        self.values(self.automations.iter())
     }
 
     fn running_trigger_automations(
@@ -559,12 +586,10 @@ impl Store for SledStore {
         let prefix = key(&["tr", app.as_str(), event, ""]);
         let mut automations = Vec::new();
         for entry in self.index.scan_prefix(&prefix) {
-            let (key, _) = entry.map_err(backend)?;
-            let id: AutomationId = std::str::from_utf8(&key[prefix.len()..])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("bad trigger index key {key:?}")))?;
-            automations.extend(self.automation(app, &id)?);
+            let (key, value) = entry.map_err(backend)?;
+            if let Some(id) = self.indexed_id(&key, value, &prefix, "automation")? {
+                automations.extend(self.automation(app, &id)?);
+            }
         }
         Ok(automations)
     }
@@ -585,7 +610,7 @@ impl Store for SledStore {
     }
 
     fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
-        Self::get(&self.runs, id.as_str().as_bytes())
+        self.get(&self.runs, id.as_str().as_bytes())
     }
 
     fn update_run(

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Commit, SledStore, Tx, automation_key, backend, decode, encode, key};
+use super::{Commit, SledStore, Tx, automation_key, backend, encode, key};
 use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
@@ -62,7 +62,7 @@ impl ExecutionStore for SledStore {
         app: &AppId,
         automation: &AutomationId,
     ) -> Result<Option<ScheduleCursor>, StoreError> {
-        Self::get(&self.index, &cursor_key(app, automation))
+        self.get(&self.index, &cursor_key(app, automation))
     }
 
     fn set_schedule_cursor(
@@ -105,7 +105,7 @@ impl ExecutionStore for SledStore {
     }
 
     fn event_receipt(&self, app: &AppId, key: &str) -> Result<Option<EventReceipt>, StoreError> {
-        Self::get(&self.index, &receipt_key(app, key))
+        self.get(&self.index, &receipt_key(app, key))
     }
 
     fn insert_event(
@@ -150,7 +150,9 @@ impl ExecutionStore for SledStore {
         let mut count = 0;
         for entry in self.index.scan_prefix(RECEIPTS) {
             let (key, value) = entry.map_err(backend)?;
-            let receipt: EventReceipt = decode(&value)?;
+            let Some(receipt) = self.read::<EventReceipt>(&key, value)? else {
+                continue;
+            };
             if receipt.received_at < before {
                 expired.remove(key);
                 count += 1;

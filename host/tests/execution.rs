@@ -1023,3 +1023,6 @@ async fn the_openapi_document_describes_the_execution_endpoints() {
     }
     server.stop().await;
 }
+
+#[path = "execution/crash.rs"]
+mod crash;

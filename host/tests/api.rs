@@ -1262,6 +1262,201 @@ async fn everything_is_still_there_after_a_restart() {
     server.stop().await;
 }
 
+/// `GET /apps/default/automations/schedule` with `query` (already encoded).
+async fn preview(server: &TestServer, query: &str) -> (StatusCode, Value) {
+    server
+        .get(&format!("/apps/default/automations/schedule?{query}"))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_preview_their_next_fire_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    // Exactly the four fields. 2026-03-27 is a Friday; Berlin is on CEST
+    // from the 29th, so Monday 09:00 is 07:00Z (Python's zoneinfo agrees).
+    let (status, body) = preview(
+        &server,
+        "expression=0%209%20*%20*%201-5&timezone=Europe/Berlin&after=2026-03-27T09:00:00Z&count=3",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "expression": "0 9 * * 1-5",
+            "timezone": "Europe/Berlin",
+            "description": "At 09:00, Monday through Friday, in Europe/Berlin",
+            "next": ["2026-03-30T07:00:00Z", "2026-03-31T07:00:00Z", "2026-04-01T07:00:00Z"]
+        })
+    );
+    // Defaults: UTC, 5 times, after now; strictly after `after`.
+    let (_, body) = preview(&server, "expression=*/10%20*%20*%20*%20*").await;
+    assert_eq!(body["timezone"], "UTC");
+    let next = body["next"].as_array().unwrap();
+    assert_eq!(next.len(), 5);
+    let first: chrono::DateTime<chrono::Utc> = next[0].as_str().unwrap().parse().unwrap();
+    assert!(first > chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+    let (_, body) = preview(
+        &server,
+        "expression=0%209%20*%20*%20*&after=2026-03-01T09:00:00Z&count=1",
+    )
+    .await;
+    assert_eq!(body["next"], json!(["2026-03-02T09:00:00Z"]));
+    // The zone can come from the expression; the DST gap shows as it runs.
+    let (_, body) = preview(
+        &server,
+        "expression=CRON_TZ%3DAmerica/New_York%2030%202%20*%20*%20*&after=2026-03-07T12:00:00Z&count=2",
+    )
+    .await;
+    assert_eq!(body["timezone"], "America/New_York");
+    assert_eq!(
+        body["next"],
+        json!(["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"])
+    );
+    // A schedule that ends shows what is left.
+    let (_, body) = preview(
+        &server,
+        "expression=0%200%2012%201%201%20%3F%202027-2028&after=2026-01-01T00:00:00Z&count=5",
+    )
+    .await;
+    assert_eq!(
+        body["next"],
+        json!(["2027-01-01T12:00:00Z", "2028-01-01T12:00:00Z"])
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_previews_refuse_what_create_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    // The same messages as create, for the expression and the zone.
+    for (expression, timezone) in [
+        ("0 25 * * *", None),
+        ("0 9 * * 1-5 2027", None),
+        ("0 9 * * *", Some("Mars/Olympus")),
+        ("TZ=Europe/Berlin 0 9 * * *", Some("UTC")),
+    ] {
+        let mut body = json!({"name": "S", "type": "scheduled", "schedule": expression});
+        let mut query = vec![("expression", expression)];
+        if let Some(zone) = timezone {
+            body["timezone"] = json!(zone);
+            query.push(("timezone", zone));
+        }
+        let created = server.post("/apps/default/automations", body).await;
+        assert_eq!(created.0, StatusCode::BAD_REQUEST, "{}", created.1);
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/apps/default/automations/schedule", server.base),
+            &query,
+        )
+        .unwrap();
+        let response = server.client.get(url).send().await.unwrap();
+        let previewed = (response.status(), response.json::<Value>().await.unwrap());
+        assert_eq!(previewed, created, "{expression}");
+    }
+    for (query, words) in [
+        (
+            "expression=*%20*%20*%20*%20*&count=0",
+            &["`count`", "1 and 100"][..],
+        ),
+        (
+            "expression=*%20*%20*%20*%20*&count=101",
+            &["`count`", "101"],
+        ),
+        (
+            "expression=*%20*%20*%20*%20*&count=many",
+            &["`count`", "many"],
+        ),
+        (
+            "expression=*%20*%20*%20*%20*&after=tomorrow",
+            &["`after`", "RFC 3339"],
+        ),
+        ("timezone=UTC", &["expression"]),
+        ("expression=*%20*%20*%20*%20*&every=5m", &["every"]),
+    ] {
+        assert_error(
+            &preview(&server, query).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            words,
+        );
+    }
+    // `schedule` is the preview, never an automation: not a lookup key.
+    assert_error(
+        &server
+            .post(
+                "/apps/default/automations",
+                json!({"name": "S", "type": "trigger", "trigger": "thread.created", "lookup_key": "schedule"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["`schedule` is reserved"],
+    );
+    assert_error(
+        &server
+            .get("/apps/bad%20app/automations/schedule?expression=*")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["app"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_and_paused_automations_show_when_they_would_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let draft = server
+        .create(json!({"name": "S", "type": "scheduled", "schedule": "CRON_TZ=Europe/Berlin 0 9 * * *"}))
+        .await;
+    // The zone came from the expression.
+    assert_eq!(draft["timezone"], "Europe/Berlin");
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["next_run_at"], Value::Null);
+    let would: chrono::DateTime<chrono::Utc> = draft["next_run_at_if_running"]
+        .as_str()
+        .expect("a would-be next run")
+        .parse()
+        .unwrap();
+    let expected = automata::domain::schedule::Schedule::parse("0 9 * * *", Some("Europe/Berlin"))
+        .unwrap()
+        .next_after(chrono::Utc::now())
+        .unwrap();
+    assert!(would <= expected && would > chrono::Utc::now(), "{would}");
+    // Changing only the zone against the prefix is refused.
+    assert_error(
+        &server
+            .call(
+                Method::PATCH,
+                &format!("/apps/default/automations/{}", id(&draft)),
+                Some(json!({"timezone": "Asia/Tokyo"})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["Europe/Berlin", "Asia/Tokyo"],
+    );
+    // A new prefixed schedule brings its zone.
+    let (status, patched) = server
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{}", id(&draft)),
+            Some(json!({"schedule": "TZ=Asia/Tokyo 0 9 * * *"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["timezone"], "Asia/Tokyo");
+    // Trigger automations have neither field.
+    let trigger = server
+        .create(json!({"name": "T", "type": "trigger", "trigger": "thread.created"}))
+        .await;
+    assert!(trigger.get("next_run_at_if_running").is_none(), "{trigger}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_every_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -1280,6 +1475,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/apps/{app_id}/automations/{id}/pause", &["post"]),
         ("/apps/{app_id}/automations/{id}/reset", &["post"]),
         ("/apps/{app_id}/automations/events", &["get"]),
+        ("/apps/{app_id}/automations/schedule", &["get"]),
         ("/apps/{app_id}/automations/{id}/runs", &["get"]),
         ("/apps/{app_id}/automations/runs/{run_id}", &["get"]),
         ("/apps/{app_id}/configs", &["get", "post"]),
@@ -1303,6 +1499,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         "Run",
         "Config",
         "ErrorBody",
+        "SchedulePreview",
     ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }

@@ -263,6 +263,104 @@ fn the_specs_command_lines_work_as_written() {
 }
 
 #[test]
+fn schedules_are_previewed_before_use() {
+    let server = Server::start();
+    // `automata preview schedule`: the reading, then fire times in the zone
+    // and UTC. 2026-03-27 is a Friday; Berlin is on CEST from the 29th
+    // (instants from Python's zoneinfo).
+    let previewed = server
+        .cli(&[
+            "preview",
+            "schedule",
+            "0 9 * * 1-5",
+            "--timezone",
+            "Europe/Berlin",
+            "--after",
+            "2026-03-27T09:00:00Z",
+            "--count",
+            "2",
+        ])
+        .ok();
+    assert_eq!(previewed.field("Expression"), "0 9 * * 1-5");
+    assert_eq!(previewed.field("Time zone"), "Europe/Berlin");
+    assert_eq!(
+        previewed.field("Description"),
+        "At 09:00, Monday through Friday, in Europe/Berlin"
+    );
+    let lines: Vec<&str> = previewed.stdout.lines().collect();
+    let table = lines
+        .iter()
+        .position(|line| line.starts_with("NEXT (Europe/Berlin)"))
+        .unwrap_or_else(|| panic!("no table: {previewed:#?}"));
+    assert!(lines[table].contains("UTC"), "{previewed:#?}");
+    let rows: Vec<Vec<&str>> = lines[table + 1..]
+        .iter()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["Mon 2026-03-30 09:00:00 CEST", "2026-03-30T07:00:00Z"],
+            ["Tue 2026-03-31 09:00:00 CEST", "2026-03-31T07:00:00Z"]
+        ]
+    );
+    let json = server.json(&[
+        "preview",
+        "schedule",
+        "CRON_TZ=America/Santiago @daily",
+        "--after",
+        "2026-09-05T12:00:00Z",
+        "-n",
+        "1",
+    ]);
+    assert_eq!(json["timezone"], "America/Santiago");
+    // Santiago skips midnight on 2026-09-06: the run is at 01:00 -03.
+    assert_eq!(json["next"], serde_json::json!(["2026-09-06T04:00:00Z"]));
+    // Bad input: the server's message and exit 1; a usage error is 2.
+    server
+        .cli(&["preview", "schedule", "0 9 * * 1-5 2027"])
+        .fails_with(1, "six fields are read as seconds-first");
+    server
+        .cli(&["preview", "schedule", "* * * * *", "--count", "0"])
+        .fails_with(2, "--count");
+    server
+        .cli(&["preview", "schedule", "* * * * *", "--after", "soon"])
+        .fails_with(2, "RFC 3339");
+
+    // A draft's describe shows its next 5 runs as they would be.
+    let draft = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Report",
+        "-t",
+        "scheduled",
+        "--schedule",
+        "0 9 * * 1-5",
+        "--timezone",
+        "Europe/Berlin",
+    ]);
+    let id = draft["id"].as_str().unwrap();
+    let described = server.cli(&["describe", "automation", id]).ok();
+    assert_eq!(
+        described.field("Reads as"),
+        "At 09:00, Monday through Friday, in Europe/Berlin"
+    );
+    let lines: Vec<&str> = described.stdout.lines().collect();
+    let table = lines
+        .iter()
+        .position(|line| line.starts_with("NEXT RUNS IF RUNNING (Europe/Berlin)"))
+        .unwrap_or_else(|| panic!("no table: {described:#?}"));
+    assert_eq!(lines[table + 1..].len(), 5, "{described:#?}");
+    assert!(lines[table + 1].contains(" 09:00:00 CE"), "{described:#?}");
+}
+
+#[test]
 fn automations_move_through_their_lifecycle_in_json() {
     let server = Server::start();
     let config = upload(&server, "welcome-new-members");
@@ -651,6 +749,8 @@ fn every_command_has_help_with_an_example() {
         &["describe", "automation"],
         &["describe", "automationrun"],
         &["describe", "config"],
+        &["preview"],
+        &["preview", "schedule"],
         &["create"],
         &["create", "automation"],
         &["create", "config"],

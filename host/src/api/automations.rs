@@ -26,15 +26,21 @@ pub struct AutomationResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub next_run_at: Option<Option<DateTime<Utc>>>,
+    /// Scheduled automations only: when it would next fire if it were
+    /// running, whatever its status — a draft's or paused one's preview
+    /// (`GET …/automations/schedule` shows more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub next_run_at_if_running: Option<Option<DateTime<Utc>>>,
 }
 
 impl AutomationResponse {
     fn new(service: &Service, automation: Automation) -> Self {
-        let next_run_at = (automation.kind == AutomationType::Scheduled)
-            .then(|| service.next_run_at(&automation));
+        let scheduled = automation.kind == AutomationType::Scheduled;
         AutomationResponse {
+            next_run_at: scheduled.then(|| service.next_run_at(&automation)),
+            next_run_at_if_running: scheduled.then(|| service.next_run_at_if_running(&automation)),
             automation,
-            next_run_at,
         }
     }
 }

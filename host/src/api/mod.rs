@@ -12,6 +12,7 @@ pub mod error;
 pub mod execution;
 pub mod extract;
 pub mod runs;
+pub mod schedule;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
         automations::pause,
         automations::reset,
         automations::events,
+        schedule::preview,
         runs::list,
         runs::show,
         configs::upload,
@@ -101,6 +103,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(
             "/apps/{app_id}/automations/events",
             get(automations::events),
+        )
+        .route(
+            "/apps/{app_id}/automations/schedule",
+            get(schedule::preview),
         )
         .route(
             "/apps/{app_id}/automations/{id}",

@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{Api, ApiError, Connection};
-use super::output::{Printer, text};
+use super::output::{Printer, cell, outln, text};
+use super::preview;
 use super::views;
 
 /// Show one automation, run or config in detail.
@@ -65,6 +66,9 @@ impl Describe {
             What::Automation { id } => {
                 let automation = api.get(&["automations", &id], &[]).await?;
                 show(&out, &automation, views::automation_detail);
+                if !out.is_json() {
+                    show_next_runs(&api, &out, &automation).await;
+                }
             }
             What::Automationrun { id, follow } => {
                 let run = if follow {
@@ -80,6 +84,30 @@ impl Describe {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The next 5 fire times of a scheduled automation, whatever its status (a
+/// draft's too), in its zone and UTC. A server that cannot preview is noted,
+/// not fatal: the automation was shown.
+async fn show_next_runs(api: &Api, out: &Printer, automation: &Value) {
+    let schedule = text(automation, "schedule");
+    if text(automation, "type") != "scheduled" || schedule.is_empty() {
+        return;
+    }
+    let timezone = text(automation, "timezone");
+    let heading = if text(automation, "status") == "running" {
+        "Next runs"
+    } else {
+        "Next runs if running"
+    };
+    outln!();
+    match preview::fetch(api, &schedule, Some(&timezone), None, 5).await {
+        Ok(preview) => {
+            out.fields(&[("Reads as", cell(&preview, "description"))]);
+            views::fire_times(out, &preview, heading);
+        }
+        Err(error) => outln!("{heading}: cannot preview the schedule ({error})"),
     }
 }
 

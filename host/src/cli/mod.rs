@@ -11,6 +11,7 @@ mod doctor;
 mod lifecycle;
 mod list;
 mod output;
+mod preview;
 mod run;
 mod run_local;
 mod send;
@@ -59,6 +60,7 @@ enum Command {
     Create(create::Create),
     Update(update::Update),
     Delete(delete::Delete),
+    Preview(preview::Preview),
     /// Start an automation: draft or paused → running.
     #[command(
         after_help = "Example:\n  automata activate automation aut_abc123",
@@ -101,6 +103,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Create(cmd) => block_on(cmd.run()),
         Command::Update(cmd) => block_on(cmd.run()),
         Command::Delete(cmd) => block_on(cmd.run()),
+        Command::Preview(cmd) => block_on(cmd.run()),
         Command::Activate(cmd) => block_on(cmd.run(lifecycle::Transition::Activate)),
         Command::Pause(cmd) => block_on(cmd.run(lifecycle::Transition::Pause)),
         Command::Reset(cmd) => block_on(cmd.run(lifecycle::Transition::Reset)),

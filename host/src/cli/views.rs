@@ -128,11 +128,65 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
             "retry",
             "limits",
             "next_run_at",
+            "next_run_at_if_running",
             "created_at",
             "updated_at",
             "app_id",
         ],
     );
+}
+
+/// A schedule preview (`GET …/automations/schedule`): how the expression
+/// reads, then its fire times under `heading`.
+pub fn schedule_preview(out: &Printer, preview: &Value, heading: &str) {
+    out.fields(&[
+        ("Expression", cell(preview, "expression")),
+        ("Time zone", cell(preview, "timezone")),
+        ("Description", cell(preview, "description")),
+    ]);
+    outln!();
+    fire_times(out, preview, heading);
+}
+
+/// A preview's fire times, in its zone and in UTC.
+pub fn fire_times(out: &Printer, preview: &Value, heading: &str) {
+    let times: Vec<DateTime<Utc>> = preview["next"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|at| DateTime::parse_from_rfc3339(at).ok())
+        .map(|at| at.with_timezone(&Utc))
+        .collect();
+    if times.is_empty() {
+        outln!("{heading}: none (the schedule has no fire times left)");
+        return;
+    }
+    let zone = text(preview, "timezone").parse::<chrono_tz::Tz>().ok();
+    let rows = times
+        .iter()
+        .map(|at| {
+            let utc = Cell::from(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            match zone {
+                Some(zone) => vec![
+                    Cell::from(
+                        at.with_timezone(&zone)
+                            .format("%a %Y-%m-%d %H:%M:%S %Z")
+                            .to_string(),
+                    ),
+                    utc,
+                ],
+                None => vec![utc],
+            }
+        })
+        .collect();
+    match zone {
+        Some(zone) => {
+            let local = format!("{} ({})", heading.to_uppercase(), zone.name());
+            out.table(&[&local, "UTC"], rows);
+        }
+        None => out.table(&[&heading.to_uppercase()], rows),
+    }
 }
 
 /// The execution policies, in words: catch-up and overlap (they are about

@@ -397,6 +397,11 @@ impl Automation {
         new: NewAutomation,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        // A `CRON_TZ=` prefix gives the zone when `timezone` does not.
+        let timezone = new
+            .timezone
+            .or_else(|| zone_prefix_of(new.schedule.as_deref()))
+            .unwrap_or_else(|| "UTC".to_owned());
         let automation = Automation {
             id,
             app_id,
@@ -406,7 +411,7 @@ impl Automation {
             status: AutomationStatus::Draft,
             trigger: new.trigger,
             schedule: new.schedule,
-            timezone: new.timezone.unwrap_or_else(|| "UTC".to_owned()),
+            timezone,
             config_id: new.config_id,
             run_as_user_id: new.run_as_user_id,
             lookup_key: new.lookup_key,
@@ -462,6 +467,9 @@ impl Automation {
         set(&mut next.description, description);
         set(&mut next.kind, kind);
         set(&mut next.trigger, trigger);
+        // A new schedule's `CRON_TZ=` prefix gives the zone when the patch
+        // does not.
+        let timezone = timezone.or_else(|| zone_prefix_of(schedule.clone().flatten().as_deref()));
         set(&mut next.schedule, schedule);
         set(&mut next.timezone, timezone);
         set(&mut next.config_id, config_id);
@@ -486,15 +494,7 @@ impl Automation {
         if let Some(description) = &self.description {
             text("description", description, 0, 2_000)?;
         }
-        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(invalid(
-                "timezone",
-                format!(
-                    "`{}` is not an IANA time zone such as `Europe/Berlin`",
-                    self.timezone
-                ),
-            ));
-        }
+        check_timezone(&self.timezone)?;
         match self.kind {
             AutomationType::Trigger => {
                 let Some(trigger) = &self.trigger else {
@@ -562,8 +562,7 @@ impl Automation {
     }
 
     fn parse_schedule_of(&self, expression: &str) -> Result<Schedule, ValidationError> {
-        Schedule::parse(expression, Some(&self.timezone))
-            .map_err(|e| invalid("schedule", e.to_string()))
+        parse_schedule(expression, Some(&self.timezone))
     }
 
     /// The parsed schedule of a scheduled automation.
@@ -588,6 +587,12 @@ impl Automation {
         if self.status != AutomationStatus::Running {
             return None;
         }
+        self.parsed_schedule()?.next_after(now)
+    }
+
+    /// When a scheduled automation would next fire after `now` if it were
+    /// running, whatever its status (a draft's or paused one's preview).
+    pub fn next_run_at_if_running(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.parsed_schedule()?.next_after(now)
     }
 
@@ -656,6 +661,37 @@ fn name(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), 
 
 /// Lookup keys share the id position in URLs, so they must not look like an
 /// automation id or a fixed path segment.
+/// Checks an IANA time zone name, as `timezone` is checked on create.
+fn check_timezone(timezone: &str) -> Result<(), ValidationError> {
+    if timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(
+            "timezone",
+            format!("`{timezone}` is not an IANA time zone such as `Europe/Berlin`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a cron `expression` in `timezone` (its `CRON_TZ=` prefix's, or
+/// UTC, when `None`) with exactly the errors create and update give: a 400
+/// naming `timezone` or `schedule`.
+pub fn parse_schedule(
+    expression: &str,
+    timezone: Option<&str>,
+) -> Result<Schedule, ValidationError> {
+    if let Some(timezone) = timezone {
+        check_timezone(timezone)?;
+    }
+    Schedule::parse(expression, timezone).map_err(|e| invalid("schedule", e.to_string()))
+}
+
+/// The zone a schedule's `CRON_TZ=` / `TZ=` prefix names.
+fn zone_prefix_of(expression: Option<&str>) -> Option<String> {
+    expression
+        .and_then(Schedule::zone_prefix)
+        .map(str::to_owned)
+}
+
 fn validate_lookup_key(key: &str) -> Result<(), ValidationError> {
     let well_formed = (1..=64).contains(&key.len())
         && key
@@ -667,7 +703,9 @@ fn validate_lookup_key(key: &str) -> Result<(), ValidationError> {
             "must be 1-64 characters of A-Z, a-z, 0-9, `_` and `-`",
         ));
     }
-    if key.starts_with(AutomationId::PREFIX) || key == "events" || key == "runs" {
+    // Static paths next to `…/automations/{id}` (`events`, `runs`,
+    // `schedule`) win over a lookup key, so none may be one.
+    if key.starts_with(AutomationId::PREFIX) || ["events", "runs", "schedule"].contains(&key) {
         return Err(invalid(
             "lookup_key",
             format!("`{key}` is reserved (it could be mistaken for an id or a path)"),

@@ -6,6 +6,8 @@
 pub mod automation;
 pub mod catchup;
 pub mod config;
+pub(crate) mod cron_compat;
+mod cron_describe;
 pub mod dispatch;
 pub mod event;
 pub mod events;

@@ -1,8 +1,11 @@
 //! Cron schedules: parsing, validation and DST-correct next due times.
 //!
 //! An expression is the standard five fields (`minute hour day-of-month month
-//! day-of-week`, e.g. `0 9 * * 1-5`) with an optional leading seconds field,
-//! evaluated on the wall clock of an IANA time zone (UTC by default).
+//! day-of-week`, e.g. `0 9 * * 1-5`) with an optional leading seconds field
+//! and an optional trailing year (Quartz's 7 fields), evaluated on the wall
+//! clock of an IANA time zone (UTC by default). The forms pasted from other
+//! crons (`CRON_TZ=` prefixes, Quartz steps and `?`, wrapping ranges, Vixie's
+//! day rule) are read by [`super::cron_compat`].
 //! [croner] matches patterns; this module owns how wall clock times become
 //! instants, because croner's own DST handling skips gap times of non-fixed
 //! patterns (`0 */2 * * *` loses 02:00 on a spring-forward day) and runs
@@ -25,22 +28,51 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
+use super::cron_compat::{self, Reading};
+use super::cron_describe;
+
 /// Why an expression or time zone was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     /// Nothing but whitespace.
     #[error("schedule is empty: expected a cron expression like `0 9 * * 1-5`")]
     Empty,
-    /// Not 5 or 6 fields.
+    /// Not 5, 6 or 7 fields.
     #[error(
         "schedule `{expression}` has {found} field(s): expected 5 (minute hour day-of-month month \
-         day-of-week, e.g. `0 9 * * 1-5`) or 6 with a leading seconds field"
+         day-of-week, e.g. `0 9 * * 1-5`), 6 with a leading seconds field, or 7 with seconds \
+         first and a year last (`0 0 9 * * 1-5 2027`)"
     )]
     FieldCount {
         /// The expression as given.
         expression: String,
         /// How many whitespace-separated fields it has.
         found: usize,
+    },
+    /// Six fields whose last one holds a year: six are read seconds-first.
+    #[error(
+        "schedule `{expression}` has 6 fields, and six fields are read as seconds-first (second \
+         minute hour day-of-month month day-of-week), but the last one, `{year}`, looks like a \
+         year: for a year field write all 7 fields, seconds first (`0 0 9 * * 1-5 2027`)"
+    )]
+    YearInSixFields {
+        /// The expression as given.
+        expression: String,
+        /// The sixth field.
+        year: String,
+    },
+    /// A `CRON_TZ=` / `TZ=` prefix and a `timezone` that name different zones.
+    #[error(
+        "schedule `{expression}` names the time zone {prefix} but `timezone` is {given}: \
+         give the zone once, or the same zone in both"
+    )]
+    ConflictingTimezone {
+        /// The expression as given.
+        expression: String,
+        /// The zone of the prefix.
+        prefix: String,
+        /// The zone given separately.
+        given: String,
     },
     /// One field is malformed or out of range.
     #[error(
@@ -80,18 +112,29 @@ pub enum ScheduleError {
 /// The time zone used when none is given.
 pub const DEFAULT_TIMEZONE: &str = "UTC";
 
-/// The fields of a six-field expression, in order, with what each allows.
-const FIELDS: [(&str, &str); 6] = [
-    ("seconds", "0-59 and * , - /"),
-    ("minute", "0-59 and * , - /"),
-    ("hour", "0-23 and * , - /"),
-    ("day-of-month", "1-31, L, W and * , - / ?"),
-    ("month", "1-12 or JAN-DEC and * , - /"),
-    (
-        "day-of-week",
-        "0-7 or SUN-SAT (0 and 7 are Sunday), L, # and * , - / ?",
-    ),
-];
+/// How many due times a preview shows unless asked: 5.
+pub const DEFAULT_PREVIEW_COUNT: usize = 5;
+/// Most due times one preview shows: 100.
+pub const MAX_PREVIEW_COUNT: usize = 100;
+
+/// `GET /apps/:app_id/automations/schedule`: an expression's next due times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SchedulePreview {
+    /// The expression as given (trimmed).
+    #[schema(example = "0 9 * * 1-5")]
+    pub expression: String,
+    /// The IANA zone it is read in (from `timezone`, the expression's
+    /// `CRON_TZ=` prefix, or UTC).
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: String,
+    /// A plain-language reading, ending with the zone.
+    #[schema(example = "At 09:00, Monday through Friday, in Europe/Berlin")]
+    pub description: String,
+    /// The due times strictly after `after`, oldest first, RFC 3339 in UTC,
+    /// with the DST rules applied (a gap time runs at the gap's end, a
+    /// repeated time once). Fewer than `count` when the schedule ends.
+    pub next: Vec<DateTime<Utc>>,
+}
 
 /// A parsed cron expression in a time zone.
 #[derive(Clone)]
@@ -99,6 +142,8 @@ pub struct Schedule {
     expression: String,
     timezone: Tz,
     cron: Cron,
+    /// The plain-English reading, without the zone.
+    description: String,
     has_seconds: bool,
     /// Hour field is a wildcard: the pattern follows elapsed time and also
     /// runs in the repeated hour of an autumn fold.
@@ -123,59 +168,68 @@ impl PartialEq for Schedule {
 impl Eq for Schedule {}
 
 impl Schedule {
-    /// Parses `expression` (5 fields, or 6 with leading seconds; `@daily`-style
-    /// nicknames too) in `timezone` (an IANA name; UTC when `None`).
+    /// Parses `expression` (5 fields, 6 with leading seconds or 7 with a
+    /// trailing year; nicknames and the forms of [`super::cron_compat`] too)
+    /// in `timezone` (an IANA name; the expression's `CRON_TZ=` prefix, or
+    /// UTC, when `None`). A prefix and a `timezone` naming different zones
+    /// are refused.
     pub fn parse(expression: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError> {
-        let timezone = match timezone {
-            None => Tz::UTC,
-            Some(name) => {
-                Tz::from_str(name).map_err(|_| ScheduleError::UnknownTimezone(name.to_owned()))?
-            }
+        let given = match timezone {
+            None => None,
+            Some(name) => Some(
+                Tz::from_str(name).map_err(|_| ScheduleError::UnknownTimezone(name.to_owned()))?,
+            ),
         };
         let expression = expression.trim();
         if expression.is_empty() {
             return Err(ScheduleError::Empty);
         }
-        let fields: Vec<&str> = expression.split_whitespace().collect();
-        let nickname = fields.len() == 1 && fields[0].starts_with('@');
-        if !nickname && !(5..=6).contains(&fields.len()) {
-            return Err(ScheduleError::FieldCount {
-                expression: expression.to_owned(),
-                found: fields.len(),
-            });
-        }
-        let cron = parser().parse(expression).map_err(|error| {
-            let blamed = if nickname {
-                None
-            } else {
-                blame_field(expression, &fields)
-            };
-            blamed.unwrap_or_else(|| ScheduleError::Invalid {
-                expression: expression.to_owned(),
-                reason: if nickname {
-                    "unknown nickname: use @yearly, @annually, @monthly, @weekly, @daily or @hourly"
-                        .to_owned()
-                } else {
-                    plain_reason(&error)
-                },
-            })
-        })?;
+        let reading = cron_compat::read(expression)?;
+        let timezone = match (reading.zone, given) {
+            (Some(prefix), Some(given)) if prefix != given => {
+                return Err(ScheduleError::ConflictingTimezone {
+                    expression: expression.to_owned(),
+                    prefix: prefix.name().to_owned(),
+                    given: given.name().to_owned(),
+                });
+            }
+            (prefix, given) => prefix.or(given).unwrap_or(Tz::UTC),
+        };
+        let cron = parser()
+            .parse(&reading.pattern.join(" "))
+            .map_err(|error| {
+                blame_field(expression, &reading).unwrap_or_else(|| ScheduleError::Invalid {
+                    expression: expression.to_owned(),
+                    reason: plain_reason(&error),
+                })
+            })?;
         let schedule = Schedule {
             expression: expression.to_owned(),
             timezone,
             follows_elapsed_time: cron.pattern.hours.from_wildcard,
-            has_seconds: fields.len() == 6,
+            has_seconds: reading.has_seconds(),
+            description: cron_describe::describe(&reading),
             cron,
         };
         // A pattern whose day and month never meet (30 February) would make
-        // every search fail; refuse it now rather than never running.
-        let reference = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
+        // every search fail; refuse it now rather than never running. (A
+        // year field may end a schedule later; that is not refused here.)
+        let reference = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).single();
         if reference.and_then(|at| schedule.next_after(at)).is_none() {
             return Err(ScheduleError::NeverOccurs {
                 expression: expression.to_owned(),
             });
         }
         Ok(schedule)
+    }
+
+    /// The zone a leading `CRON_TZ=` / `TZ=` in `expression` names, if it
+    /// has one and the zone is known.
+    pub fn zone_prefix(expression: &str) -> Option<&'static str> {
+        cron_compat::read(expression.trim())
+            .ok()?
+            .zone
+            .map(|zone| zone.name())
     }
 
     /// The expression as given (trimmed).
@@ -201,6 +255,8 @@ impl Schedule {
     /// The first due time strictly after `after`, in whole seconds; `None`
     /// when there is none before croner's year limit.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        #[cfg(test)]
+        SEARCHES.with(|searches| searches.set(searches.get() + 1));
         let on_wall_clock = self.next_on_wall_clock(after);
         if !self.follows_elapsed_time {
             return on_wall_clock;
@@ -212,6 +268,24 @@ impl Schedule {
         match (on_wall_clock, in_elapsed_time) {
             (Some(a), Some(b)) => Some(a.min(b.with_timezone(&Utc))),
             (a, b) => a.or(b.map(|b| b.with_timezone(&Utc))),
+        }
+    }
+
+    /// A plain-language reading of the expression and its zone, e.g. "At
+    /// 09:00, Monday through Friday, in Europe/Berlin".
+    pub fn describe(&self) -> String {
+        format!("{}, in {}", self.description, self.timezone.name())
+    }
+
+    /// The next `count` due times strictly after `after`, with the
+    /// expression, zone and description: what a user checks before switching
+    /// a schedule on. Fewer when the schedule ends (a year field).
+    pub fn preview(&self, after: DateTime<Utc>, count: usize) -> SchedulePreview {
+        SchedulePreview {
+            expression: self.expression.clone(),
+            timezone: self.timezone.name().to_owned(),
+            description: self.describe(),
+            next: self.occurrences_after(after).take(count).collect(),
         }
     }
 
@@ -277,30 +351,40 @@ impl Schedule {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many due time searches ([`Schedule::next_after`]) this thread
+    /// made: tests bound a caller's work with it.
+    pub(crate) static SEARCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn parser() -> CronParser {
     CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
+        .seconds(Seconds::Required)
+        .year(Year::Required)
         .build()
 }
 
 /// Finds the first field that fails on its own, for an error naming it.
-fn blame_field(expression: &str, fields: &[&str]) -> Option<ScheduleError> {
-    let offset = FIELDS.len() - fields.len();
-    fields.iter().enumerate().find_map(|(index, value)| {
-        let position = index + offset;
-        let mut alone = vec!["*"; FIELDS.len()];
-        alone[position] = value;
-        let error = parser().parse(&alone.join(" ")).err()?;
-        let (field, allowed) = FIELDS[position];
-        Some(ScheduleError::InvalidField {
-            expression: expression.to_owned(),
-            field,
-            value: (*value).to_owned(),
-            reason: plain_reason(&error),
-            allowed,
+fn blame_field(expression: &str, reading: &Reading) -> Option<ScheduleError> {
+    reading
+        .written
+        .iter()
+        .enumerate()
+        .find_map(|(index, value)| {
+            let position = index + if reading.written.len() == 5 { 1 } else { 0 };
+            let mut alone = ["*"; 7];
+            alone[position] = reading.pattern[position].trim_start_matches('+');
+            let error = parser().parse(&alone.join(" ")).err()?;
+            let field = reading.field_of(index);
+            Some(ScheduleError::InvalidField {
+                expression: expression.to_owned(),
+                field: field.name,
+                value: value.clone(),
+                reason: plain_reason(&error),
+                allowed: field.allowed,
+            })
         })
-    })
 }
 
 /// Croner's message without its type prefixes and trailing period.
@@ -597,7 +681,9 @@ mod tests {
         assert_eq!(Schedule::parse("  ", None), Err(ScheduleError::Empty));
         let cases = [
             ("* * * *", "has 4 field(s)"),
-            ("0 0 9 * * 1-5 2026", "has 7 field(s)"),
+            ("0 0 9 * * 1-5 2026 1", "has 8 field(s)"),
+            ("0 9 * * 1-5 2027", "six fields are read as seconds-first"),
+            ("@every 90m", "`@every` intervals are not supported"),
             ("61 * * * *", "invalid minute field `61`"),
             ("0 25 * * *", "invalid hour field `25`"),
             ("0 9 32 * *", "invalid day-of-month field `32`"),
@@ -618,6 +704,337 @@ mod tests {
                 "`{message}` quotes the expression"
             );
         }
+    }
+
+    // The forms pasted from other crons (issue 13, part 2). Every expected
+    // instant below was worked out by hand from the calendar (weekdays
+    // checked with Python's `datetime.date(...).weekday()`) and converted
+    // from the zone's wall clock to UTC with Python's `zoneinfo`
+    // (`datetime(..., tzinfo=ZoneInfo(zone)).astimezone(timezone.utc)`; a
+    // time in a gap is mapped to the first instant after the gap, found by
+    // stepping UTC seconds until the wall clock passes it).
+
+    #[test]
+    fn quartz_step_starts_in_berlin_across_spring_forward() {
+        // `5/20` minutes is 5, 25, 45; `?` leaves the day to the other field.
+        // 2026-03-29 is Berlin's spring-forward day: 09:05 CEST is 07:05Z.
+        assert_eq!(
+            next(
+                "0 5/20 9 * * ?",
+                Some("Europe/Berlin"),
+                "2026-03-28T00:00:00Z",
+                5
+            ),
+            [
+                "2026-03-28T08:05:00Z",
+                "2026-03-28T08:25:00Z",
+                "2026-03-28T08:45:00Z",
+                "2026-03-29T07:05:00Z",
+                "2026-03-29T07:25:00Z"
+            ]
+        );
+        // `0/15` seconds and `0/6` hours run from the field's start.
+        assert_eq!(
+            next("0/15 0 0/6 * * ?", None, "2026-03-01T00:00:00Z", 5),
+            [
+                "2026-03-01T00:00:15Z",
+                "2026-03-01T00:00:30Z",
+                "2026-03-01T00:00:45Z",
+                "2026-03-01T06:00:00Z",
+                "2026-03-01T06:00:15Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn quartz_seven_fields_with_a_year() {
+        assert_eq!(
+            next("0 0 12 * * ? 2027", None, "2026-06-01T00:00:00Z", 3),
+            [
+                "2027-01-01T12:00:00Z",
+                "2027-01-02T12:00:00Z",
+                "2027-01-03T12:00:00Z"
+            ]
+        );
+        // The schedule ends with its last year.
+        assert!(next("0 0 12 * * ? 2027", None, "2027-12-31T12:00:00Z", 3).is_empty());
+        assert_eq!(
+            next("0 0 12 1 1 ? 2027-2029", None, "2026-06-01T00:00:00Z", 5),
+            [
+                "2027-01-01T12:00:00Z",
+                "2028-01-01T12:00:00Z",
+                "2029-01-01T12:00:00Z"
+            ]
+        );
+        assert_eq!(
+            next("0 0 12 1 1 ? 2027/2", None, "2026-06-01T00:00:00Z", 3),
+            [
+                "2027-01-01T12:00:00Z",
+                "2029-01-01T12:00:00Z",
+                "2031-01-01T12:00:00Z"
+            ]
+        );
+        // New York's 2027 spring-forward day (14 March): 02:30 runs at 03:00 EDT.
+        assert_eq!(
+            next(
+                "0 30 2 13-15 3 ? 2027",
+                Some("America/New_York"),
+                "2027-03-12T12:00:00Z",
+                3
+            ),
+            [
+                "2027-03-13T07:30:00Z",
+                "2027-03-14T07:00:00Z",
+                "2027-03-15T06:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn nicknames_in_utc() {
+        // 2026-03-01 is a Sunday.
+        let after = "2026-03-01T10:30:00Z";
+        for (nickname, expected) in [
+            ("@yearly", ["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"]),
+            (
+                "@annually",
+                ["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"],
+            ),
+            ("@monthly", ["2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z"]),
+            ("@weekly", ["2026-03-08T00:00:00Z", "2026-03-15T00:00:00Z"]),
+            ("@daily", ["2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z"]),
+            (
+                "@midnight",
+                ["2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z"],
+            ),
+            ("@hourly", ["2026-03-01T11:00:00Z", "2026-03-01T12:00:00Z"]),
+        ] {
+            assert_eq!(next(nickname, None, after, 2), expected, "{nickname}");
+        }
+    }
+
+    #[test]
+    fn santiago_midnight_gap_runs_once_at_one() {
+        // 2026-09-06: Santiago's clocks jump from 00:00 -04 to 01:00 -03, so
+        // that day has no midnight; @daily runs at 01:00 -03 (04:00Z).
+        assert_eq!(
+            next(
+                "@daily",
+                Some("America/Santiago"),
+                "2026-09-04T12:00:00Z",
+                3
+            ),
+            [
+                "2026-09-05T04:00:00Z",
+                "2026-09-06T04:00:00Z",
+                "2026-09-07T03:00:00Z"
+            ]
+        );
+        // 2026-04-05: back from 00:00 -03 to 23:00 -04 on the 4th; midnight
+        // of the 5th happens once, at 04:00Z.
+        assert_eq!(
+            next(
+                "0 0 * * *",
+                Some("America/Santiago"),
+                "2026-04-03T12:00:00Z",
+                3
+            ),
+            [
+                "2026-04-04T03:00:00Z",
+                "2026-04-05T04:00:00Z",
+                "2026-04-06T04:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn lord_howe_half_hour_shifts() {
+        // 2026-10-04: 02:00 +10:30 jumps to 02:30 +11. Hourly: 01:00 (14:30Z),
+        // 02:00 is in the gap and runs at its end, 02:30 +11 (15:30Z), then
+        // 03:00 +11 (16:00Z).
+        assert_eq!(
+            next(
+                "@hourly",
+                Some("Australia/Lord_Howe"),
+                "2026-10-03T14:00:00Z",
+                4
+            ),
+            [
+                "2026-10-03T14:30:00Z",
+                "2026-10-03T15:30:00Z",
+                "2026-10-03T16:00:00Z",
+                "2026-10-03T17:00:00Z"
+            ]
+        );
+        // 2026-04-05: 02:00 +11 falls back to 01:30 +10:30, so 01:30–02:00
+        // happens twice. A fixed time runs once, at its first instant.
+        assert_eq!(
+            next(
+                "TZ=Australia/Lord_Howe 30 1 * * *",
+                None,
+                "2026-04-04T00:00:00Z",
+                2
+            ),
+            ["2026-04-04T14:30:00Z", "2026-04-05T15:00:00Z"]
+        );
+        // Wildcard hours follow elapsed time: the repeated 01:30 runs again.
+        assert_eq!(
+            next(
+                "*/30 * * * *",
+                Some("Australia/Lord_Howe"),
+                "2026-04-04T13:50:00Z",
+                5
+            ),
+            [
+                "2026-04-04T14:00:00Z",
+                "2026-04-04T14:30:00Z",
+                "2026-04-04T15:00:00Z",
+                "2026-04-04T15:30:00Z",
+                "2026-04-04T16:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn zone_prefixes_give_the_zone() {
+        let schedule = Schedule::parse("CRON_TZ=America/New_York 30 2 * * *", None).unwrap();
+        assert_eq!(schedule.timezone_name(), "America/New_York");
+        assert_eq!(schedule.expression(), "CRON_TZ=America/New_York 30 2 * * *");
+        // New York's 2026 spring-forward day: 02:30 runs at 03:00 EDT.
+        assert_eq!(
+            next(
+                "CRON_TZ=America/New_York 30 2 * * *",
+                None,
+                "2026-03-07T12:00:00Z",
+                2
+            ),
+            ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]
+        );
+        // The same zone given twice is fine; another one is refused.
+        assert!(Schedule::parse("TZ=Europe/Berlin 0 9 * * *", Some("Europe/Berlin")).is_ok());
+        let message = Schedule::parse("TZ=Europe/Berlin 0 9 * * *", Some("UTC"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("names the time zone Europe/Berlin but `timezone` is UTC"),
+            "{message}"
+        );
+        assert_eq!(
+            Schedule::zone_prefix(" CRON_TZ=Asia/Tokyo @daily"),
+            Some("Asia/Tokyo")
+        );
+        assert_eq!(Schedule::zone_prefix("0 9 * * *"), None);
+    }
+
+    #[test]
+    fn day_of_month_and_day_of_week_follow_vixie() {
+        // `*/2` starts with `*`: odd-numbered days that are Mondays (found
+        // by walking the calendar from 2026-03-02 in Python).
+        assert_eq!(
+            next("0 0 */2 * 1", None, "2026-03-01T00:00:00Z", 5),
+            [
+                "2026-03-09T00:00:00Z",
+                "2026-03-23T00:00:00Z",
+                "2026-04-13T00:00:00Z",
+                "2026-04-27T00:00:00Z",
+                "2026-05-11T00:00:00Z"
+            ]
+        );
+        // A restricted day-of-month with `*/2` weekdays (Sun, Tue, Thu,
+        // Sat): the 1st of a month that is one of them.
+        assert_eq!(
+            next("0 0 1 * */2", None, "2026-03-02T00:00:00Z", 5),
+            [
+                "2026-08-01T00:00:00Z",
+                "2026-09-01T00:00:00Z",
+                "2026-10-01T00:00:00Z",
+                "2026-11-01T00:00:00Z",
+                "2026-12-01T00:00:00Z"
+            ]
+        );
+        // Both restricted: either one. 2026-03-02 and -09 are Mondays.
+        assert_eq!(
+            next("0 0 1,15 * 1", None, "2026-03-01T00:00:00Z", 4),
+            [
+                "2026-03-02T00:00:00Z",
+                "2026-03-09T00:00:00Z",
+                "2026-03-15T00:00:00Z",
+                "2026-03-16T00:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_that_wrap() {
+        // 22:00 to 02:00 in Berlin across the spring-forward night: 02:00
+        // is in the gap and runs at 03:00 CEST (01:00Z).
+        assert_eq!(
+            next(
+                "0 22-2 * * *",
+                Some("Europe/Berlin"),
+                "2026-03-28T20:00:00Z",
+                6
+            ),
+            [
+                "2026-03-28T21:00:00Z",
+                "2026-03-28T22:00:00Z",
+                "2026-03-28T23:00:00Z",
+                "2026-03-29T00:00:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T20:00:00Z"
+            ]
+        );
+        // Friday to Monday at 09:00 in New York; 2026-03-05 is a Thursday
+        // and the 8th a Sunday, the first day on EDT.
+        assert_eq!(
+            next(
+                "0 9 * * FRI-MON",
+                Some("America/New_York"),
+                "2026-03-05T00:00:00Z",
+                5
+            ),
+            [
+                "2026-03-06T14:00:00Z",
+                "2026-03-07T14:00:00Z",
+                "2026-03-08T13:00:00Z",
+                "2026-03-09T13:00:00Z",
+                "2026-03-13T13:00:00Z"
+            ]
+        );
+        assert_eq!(
+            next("0 0 1 NOV-FEB *", None, "2026-03-01T00:00:00Z", 4),
+            [
+                "2026-11-01T00:00:00Z",
+                "2026-12-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "2027-02-01T00:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn previews_describe_and_list_due_times() {
+        let schedule = Schedule::parse("0 9 * * 1-5", Some("Europe/Berlin")).unwrap();
+        let preview = schedule.preview(utc("2026-03-27T09:00:00Z"), 3);
+        assert_eq!(preview.expression, "0 9 * * 1-5");
+        assert_eq!(preview.timezone, "Europe/Berlin");
+        assert_eq!(
+            preview.description,
+            "At 09:00, Monday through Friday, in Europe/Berlin"
+        );
+        // 2026-03-27 is a Friday; Monday the 30th is on CEST.
+        assert_eq!(
+            preview.next,
+            [
+                utc("2026-03-30T07:00:00Z"),
+                utc("2026-03-31T07:00:00Z"),
+                utc("2026-04-01T07:00:00Z")
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&preview).unwrap()["next"][0],
+            "2026-03-30T07:00:00Z"
+        );
     }
 
     #[test]

@@ -18,13 +18,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::domain::automation::{
-    ActivationError, Automation, AutomationPatch, AutomationStatus, AutomationType,
+    self, ActivationError, Automation, AutomationPatch, AutomationStatus, AutomationType,
     LifecycleAction, NewAutomation, ValidationError,
 };
 use crate::domain::config::{self, Config};
 use crate::domain::events::{self, EventType};
 use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
+use crate::domain::schedule::{DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, SchedulePreview};
 use crate::runner::{ComponentDigest, Runner};
 use crate::store::{Cancellation, Store, StoreError};
 pub use quarantine::{DEFAULT_QUARANTINE_LIMIT, MAX_QUARANTINE_LIMIT, QuarantinePage};
@@ -229,6 +230,32 @@ impl Service {
     /// When a running scheduled automation next fires.
     pub fn next_run_at(&self, automation: &Automation) -> Option<DateTime<Utc>> {
         automation.next_run_at(self.now())
+    }
+
+    /// When a scheduled automation would next fire if it were running.
+    pub fn next_run_at_if_running(&self, automation: &Automation) -> Option<DateTime<Utc>> {
+        automation.next_run_at_if_running(self.now())
+    }
+
+    /// The next `count` (1–100, default 5) due times of `expression` in
+    /// `timezone` strictly after `after` (default now): 400 for a bad
+    /// expression or zone with the messages create gives, or a bad count.
+    pub fn preview_schedule(
+        &self,
+        expression: &str,
+        timezone: Option<&str>,
+        after: Option<DateTime<Utc>>,
+        count: Option<usize>,
+    ) -> Result<SchedulePreview, ServiceError> {
+        let count = count.unwrap_or(DEFAULT_PREVIEW_COUNT);
+        if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
+            return Err(ServiceError::InvalidRequest(format!(
+                "invalid `count`: {count} is not between 1 and {MAX_PREVIEW_COUNT}"
+            )));
+        }
+        let schedule = automation::parse_schedule(expression, timezone)
+            .map_err(|error| ServiceError::InvalidRequest(error.to_string()))?;
+        Ok(schedule.preview(after.unwrap_or_else(|| self.now()), count))
     }
 
     /// Runs `f` against the store on a blocking thread.

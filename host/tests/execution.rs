@@ -384,6 +384,104 @@ async fn idempotency_keys_dedupe_and_replay_the_first_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_stands_for_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let automation = api
+        .trigger("thread.member_joined", &welcome, json!({}))
+        .await;
+    let event = json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": "join-7"});
+    let first = api.send_event("default", event.clone()).await;
+    // The same key with another payload is a 422 naming the key, not a
+    // silent replay of the first answer (Stripe's rule).
+    let mut changed = event.clone();
+    changed["payload"]["member"]["name"] = json!("Grace");
+    let (status, body) = api.post("/apps/default/events", changed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "unprocessable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`join-7`") && message.contains("different request"),
+        "{message}"
+    );
+    // Another trigger under the key too.
+    let mut other_trigger = event.clone();
+    other_trigger["trigger"] = json!("thread.created");
+    let (status, _) = api.post("/apps/default/events", other_trigger).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The same request, keys in another order, still replays.
+    let reordered = json!({"idempotency_key": "join-7", "payload": {"thread": welcome_payload()["thread"], "member": welcome_payload()["member"]}, "trigger": "thread.member_joined"});
+    let (status, again) = api.post("/apps/default/events", reordered).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again, first);
+    assert!(again.get("request_sha256").is_none(), "{again}");
+    assert_eq!(api.runs("default", &automation).await.len(), 1);
+
+    // The length limit counts characters: 255 `é` (510 bytes) are accepted,
+    // 256 are not.
+    let mut long = event.clone();
+    long["idempotency_key"] = json!("é".repeat(255));
+    let (status, body) = api.post("/apps/default/events", long.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    long["idempotency_key"] = json!("é".repeat(256));
+    let (status, body) = api.post("/apps/default/events", long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1-255 characters")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_new_key_create_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let automations = [
+        api.trigger("thread.member_joined", &welcome, json!({}))
+            .await,
+        api.trigger("thread.member_joined", &welcome, json!({}))
+            .await,
+    ];
+    for round in 0..5 {
+        let event = json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": format!("burst-{round}")});
+        let answers = futures_util::future::join_all((0..16).map(|_| {
+            api.client
+                .post(format!("{}/apps/default/events", api.base))
+                .json(&event)
+                .send()
+        }))
+        .await;
+        let mut receipts = Vec::new();
+        let mut fresh = 0;
+        for answer in answers {
+            let answer = answer.unwrap();
+            assert_eq!(answer.status(), StatusCode::ACCEPTED);
+            if answer.headers().get("idempotent-replayed").is_none() {
+                fresh += 1;
+            }
+            receipts.push(answer.json::<Value>().await.unwrap());
+        }
+        assert_eq!(
+            fresh, 1,
+            "round {round}: one answer creates, the rest replay"
+        );
+        assert!(receipts.iter().all(|r| r == &receipts[0]), "{receipts:?}");
+        assert_eq!(receipts[0]["run_ids"].as_array().unwrap().len(), 2);
+    }
+    for automation in &automations {
+        assert_eq!(api.runs("default", automation).await.len(), 5);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seconds_cron_runs_with_correct_scheduled_at_and_pause_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), workers(2)).await;

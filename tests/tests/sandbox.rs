@@ -183,6 +183,76 @@ async fn a_memory_bomb_hits_the_memory_limit() {
 }
 
 #[tokio::test]
+async fn one_large_allocation_hits_the_memory_limit_not_a_trap_or_fuel() {
+    // Peers saw growth from one large allocation inside the guest's
+    // allocator reported as a generic trap (the allocator's abort after a
+    // refused `memory.grow`) or as spent fuel. It is the memory limit, and
+    // says how much was asked for.
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    for (bytes, limit) in [(256u64 << 20, 16u64 << 20), (1 << 30, 64 << 20)] {
+        let limits = LimitOverrides {
+            memory_bytes: Some(limit),
+            ..LimitOverrides::default()
+        };
+        let input = TriggerInput {
+            trigger: "thread.created".into(),
+            payload: json!({ "case": "large_allocation", "bytes": bytes }),
+        };
+        let report = runner
+            .run_with(
+                &hostile,
+                &context("atr_large"),
+                &input,
+                &RunOptions {
+                    limits,
+                    cancel: None,
+                },
+            )
+            .await;
+        let (kind, message) = failure(&report);
+        assert_eq!(kind, FailureKind::MemoryLimit, "{bytes}: {message}");
+        let asked: u64 = message
+            .strip_prefix("Memory limit exceeded: the workflow asked for ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("{message}"));
+        assert!(asked > bytes, "asked for {asked}, allocated {bytes}");
+        assert!(
+            message.ends_with(&format!("(limit {limit} bytes)")),
+            "{message}"
+        );
+        assert!(report.accounting.peak_memory_bytes <= limit);
+    }
+    // Within the limit the same allocation succeeds.
+    let limits = LimitOverrides {
+        memory_bytes: Some(64 << 20),
+        ..LimitOverrides::default()
+    };
+    let input = TriggerInput {
+        trigger: "thread.created".into(),
+        payload: json!({ "case": "large_allocation", "bytes": 32 << 20 }),
+    };
+    let report = runner
+        .run_with(
+            &hostile,
+            &context("atr_fits"),
+            &input,
+            &RunOptions {
+                limits,
+                cancel: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(&report.outcome, Outcome::Completed(p) if p["allocated"] == 32 << 20),
+        "{:?}",
+        report.outcome
+    );
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
 async fn unbounded_recursion_overflows_the_stack() {
     let runner = runner();
     let hostile = load(&runner, "hostile").await;

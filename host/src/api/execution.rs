@@ -74,8 +74,10 @@ fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
 ///
 /// Every `running` trigger automation of the app listening to `trigger` gets
 /// a run with input `{"trigger", "payload"}`. The runs are stored before the
-/// answer. A repeat of an `idempotency_key` within 24 hours creates nothing
-/// and gets the first answer, with the header `idempotent-replayed: true`.
+/// answer. A repeat of an `idempotency_key` (1–255 characters) within 24
+/// hours creates nothing and gets the first answer, with the header
+/// `idempotent-replayed: true`; the key with a different `trigger` or
+/// `payload` is a 422 naming the key.
 #[utoipa::path(
     post, path = "/apps/{app_id}/events", tag = "events",
     params(("app_id" = String, Path, description = "App id")),
@@ -83,6 +85,7 @@ fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
     responses(
         (status = 202, body = EventReceipt, description = "Accepted: the runs created"),
         (status = 400, body = ErrorBody, description = "Unknown event or malformed body"),
+        (status = 422, body = ErrorBody, description = "The idempotency_key was used for a different request"),
         (status = 429, body = ErrorBody, description = "The run queue is full; retry later"),
         (status = 503, body = ErrorBody, description = "The host is shutting down"),
     )
@@ -93,7 +96,7 @@ pub async fn receive_event(
     JsonBody(event): JsonBody<IncomingEvent>,
 ) -> Result<Response, ApiError> {
     let answer = state.execution.receive_event(app_id(&app)?, event).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(answer.receipt)).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(answer.receipt.into_answer())).into_response();
     if answer.replayed {
         response.headers_mut().insert(
             HeaderName::from_static(REPLAYED_HEADER),

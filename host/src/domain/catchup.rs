@@ -16,8 +16,6 @@
 //! Searches never walk every tick of a long outage: the latest ticks are found
 //! by looking back from now, and counting stops at [`MAX_COUNTED_TICKS`].
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -176,31 +174,65 @@ fn ticks_between(
         .take_while(move |&at| at <= until)
 }
 
-/// Up to `limit` of the latest ticks in `(floor, until]`, oldest first. Looks
-/// back from `until` over doubling spans, so a long gap costs a few searches
-/// rather than a walk over every tick in it.
+/// Up to `limit` of the latest ticks in `(floor, until]`, oldest first, each
+/// found by [`latest_tick`]: the work grows with `limit` and the logarithm of
+/// the gap, never with the ticks in it.
 fn latest_ticks(
     schedule: &Schedule,
     floor: DateTime<Utc>,
     until: DateTime<Utc>,
     limit: usize,
 ) -> Vec<DateTime<Utc>> {
-    let mut span = TimeDelta::seconds(1);
-    loop {
-        let from = floor.max(until - span);
-        let mut latest = VecDeque::with_capacity(limit + 1);
-        for at in ticks_between(schedule, from, until) {
-            latest.push_back(at);
-            if latest.len() > limit {
-                latest.pop_front();
-            }
-        }
-        let reached_floor = from == floor;
-        if latest.len() == limit || reached_floor {
-            return latest.into();
-        }
-        span = span.checked_mul(2).unwrap_or(TimeDelta::MAX);
+    let mut latest = Vec::with_capacity(limit);
+    let mut upper = until;
+    while latest.len() < limit
+        && let Some(tick) = latest_tick(schedule, floor, upper)
+    {
+        latest.push(tick);
+        // Ticks are whole seconds: the one before lies at or before this.
+        upper = tick - TimeDelta::seconds(1);
     }
+    latest.reverse();
+    latest
+}
+
+/// The latest tick in `(floor, until]`. Looks back from `until` over
+/// doubling spans until one holds a tick, then halves the step down to a
+/// second: a few dozen searches for any gap (ten years is under 2^29 s),
+/// however dense the ticks before it — a search never walks tick by tick.
+fn latest_tick(
+    schedule: &Schedule,
+    floor: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let tick_in = |from: DateTime<Utc>| schedule.next_after(from).is_some_and(|at| at <= until);
+    // No tick in (near, until]; a tick in (far, until].
+    let mut near = until;
+    let mut span = TimeDelta::seconds(1);
+    let mut far = loop {
+        if near <= floor {
+            return None;
+        }
+        let from = until
+            .checked_sub_signed(span)
+            .map_or(floor, |from| from.max(floor));
+        if tick_in(from) {
+            break from;
+        }
+        near = from;
+        span = span.checked_mul(2).unwrap_or(TimeDelta::MAX);
+    };
+    // The latest tick lies in (far, near]; narrow it to one second, which
+    // holds one whole-second tick at most.
+    while near - far > TimeDelta::seconds(1) {
+        let middle = far + (near - far) / 2;
+        if tick_in(middle) {
+            far = middle;
+        } else {
+            near = middle;
+        }
+    }
+    schedule.next_after(far)
 }
 
 /// How many ticks lie in `(after, until]`, counting to [`MAX_COUNTED_TICKS`].
@@ -410,6 +442,133 @@ mod tests {
         assert_eq!(missed.count, 5);
         assert_eq!(missed.first, utc("2021-01-01T00:00:00Z"));
         assert_eq!(missed.last, utc("2025-01-01T00:00:00Z"));
+    }
+
+    /// Runs `plan` and says how many due time searches it made.
+    fn plan_counting_searches(
+        schedule: &Schedule,
+        cursor: DateTime<Utc>,
+        now: DateTime<Utc>,
+        policy: CatchUp,
+    ) -> (TickPlan, u64) {
+        use crate::domain::schedule::SEARCHES;
+        let before = SEARCHES.with(|searches| searches.get());
+        let plan = plan(schedule, cursor, now, policy);
+        (plan, SEARCHES.with(|searches| searches.get()) - before)
+    }
+
+    /// The catch-up policies, with the window as wide as allowed (7 days).
+    fn policies() -> [CatchUp; 3] {
+        [
+            CatchUp::Skip,
+            CatchUp::RunOnce,
+            CatchUp::RunAll {
+                window: TimeDelta::days(7),
+            },
+        ]
+    }
+
+    #[test]
+    fn ten_years_of_missed_seconds_cost_a_bounded_number_of_searches() {
+        // Down for ten years with a tick every second: 315 million missed
+        // ticks. Counting stops at its cap and finding the runs never walks
+        // the gap, so a plan costs about MAX_COUNTED_TICKS searches.
+        let every_second = Schedule::parse("* * * * * *", None).unwrap();
+        let cursor = utc("2016-02-28T00:00:00Z");
+        let now = utc("2026-02-28T00:00:00.500Z");
+        for policy in policies() {
+            let (plan, searches) = plan_counting_searches(&every_second, cursor, now, policy);
+            assert!(
+                searches < MAX_COUNTED_TICKS + 2_000,
+                "{policy:?}: {searches}"
+            );
+            let missed = plan.missed.expect("missed ticks are recorded");
+            assert_eq!(missed.first, utc("2016-02-28T00:00:01Z"), "{policy:?}");
+            assert_eq!(missed.count, MAX_COUNTED_TICKS, "{policy:?}");
+            assert_eq!(plan.cursor, utc("2026-02-28T00:00:00Z"), "{policy:?}");
+            let expected_runs = match policy {
+                CatchUp::Skip => 0,
+                CatchUp::RunOnce => 1,
+                CatchUp::RunAll { .. } => MAX_CATCHUP_RUNS,
+            };
+            // The last two seconds are on time: 23:59:59 and 00:00:00 run
+            // under every policy.
+            assert_eq!(plan.run.len(), expected_runs + 2, "{policy:?}");
+            assert_eq!(plan.run.last(), Some(&plan.cursor));
+        }
+    }
+
+    #[test]
+    fn a_dense_burst_long_ago_is_not_walked_to_find_the_latest_tick() {
+        // Every second of 29 February: the latest missed ticks are on
+        // 2028-02-29, 86 400 of them in a row. Looking for the latest one
+        // must not walk that day second by second (the fault: a search per
+        // tick in the span that first reached it).
+        let leap_day = Schedule::parse("* * * 29 2 *", None).unwrap();
+        let cursor = utc("2020-03-01T00:00:00Z");
+        let now = utc("2030-01-01T00:00:00Z");
+        for policy in [CatchUp::Skip, CatchUp::RunOnce] {
+            let (plan, searches) = plan_counting_searches(&leap_day, cursor, now, policy);
+            assert!(
+                searches < MAX_COUNTED_TICKS + 2_000,
+                "{policy:?}: {searches}"
+            );
+            assert_eq!(plan.cursor, utc("2028-02-29T23:59:59Z"), "{policy:?}");
+            let missed = plan.missed.unwrap();
+            assert_eq!(missed.first, utc("2024-02-29T00:00:00Z"));
+            assert_eq!(missed.count, MAX_COUNTED_TICKS);
+        }
+        let (plan, _) = plan_counting_searches(&leap_day, cursor, now, CatchUp::RunOnce);
+        assert_eq!(stamps(&plan.run), ["2028-02-29T23:59:59Z"]);
+    }
+
+    #[test]
+    fn a_clock_jumping_back_never_fires_a_tick_twice_or_early() {
+        // The scheduler's clock as the host reads it: forward, then back an
+        // hour (NTP step), forward past the old reading, back by a day,
+        // forward again. Threading the cursor through each plan, every tick
+        // runs at most once and never before the clock reached it.
+        let schedule = Schedule::parse("*/10 * * * *", None).unwrap();
+        let readings = [
+            "2026-02-28T09:00:00Z",
+            "2026-02-28T09:10:00.400Z",
+            "2026-02-28T09:20:01Z",
+            "2026-02-28T08:20:01Z",
+            "2026-02-28T08:30:00.100Z",
+            "2026-02-28T09:20:00.500Z",
+            "2026-02-28T09:30:00.200Z",
+            "2026-02-27T09:30:00Z",
+            "2026-02-27T09:40:00.300Z",
+            "2026-02-28T09:40:00.900Z",
+        ];
+        for policy in policies() {
+            let mut cursor = utc(readings[0]);
+            let mut fired: Vec<DateTime<Utc>> = Vec::new();
+            for reading in &readings[1..] {
+                let now = utc(reading);
+                let plan = plan(&schedule, cursor, now, policy);
+                for tick in &plan.run {
+                    assert!(*tick <= now, "{policy:?}: {tick} fired at {now}");
+                    assert!(
+                        fired.last().is_none_or(|last| last < tick),
+                        "{policy:?}: {tick} fired again or out of order"
+                    );
+                    fired.push(*tick);
+                }
+                assert!(plan.cursor >= cursor, "{policy:?}: the cursor went back");
+                cursor = plan.cursor;
+            }
+            assert_eq!(
+                stamps(&fired),
+                [
+                    "2026-02-28T09:10:00Z",
+                    "2026-02-28T09:20:00Z",
+                    "2026-02-28T09:30:00Z",
+                    "2026-02-28T09:40:00Z"
+                ],
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]

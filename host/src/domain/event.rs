@@ -3,13 +3,15 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::events;
 use super::ids::{AppId, RunId};
 use super::text;
 use super::workflow::{SCHEDULED_TRIGGER, TriggerInput};
 
-/// Longest idempotency key accepted.
+/// Longest idempotency key accepted, in characters (Unicode scalar values,
+/// not bytes: 255 `é` are as welcome as 255 `e`).
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The body of `POST /apps/:app_id/events`.
@@ -23,8 +25,9 @@ pub struct IncomingEvent {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Map<String, Value>>,
-    /// A repeat with the same key within 24 hours creates no runs and gets the
-    /// first answer back.
+    /// 1–255 characters. A repeat of the same request with the same key
+    /// within 24 hours creates no runs and gets the first answer back; the
+    /// same key with a different `trigger` or `payload` is a 422.
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -50,13 +53,28 @@ impl IncomingEvent {
         }
         if let Some(key) = &self.idempotency_key {
             let well_formed = !key.is_empty()
-                && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                && key.chars().count() <= MAX_IDEMPOTENCY_KEY_LEN
                 && text::invisible_char(key).is_none();
             if !well_formed {
                 return Err(EventError::InvalidIdempotencyKey);
             }
         }
         Ok(())
+    }
+
+    /// A SHA-256 (hex) of what the event asks for — its `trigger` and
+    /// `payload` (absent is `{}`), object keys in sorted order — so a repeat
+    /// of an idempotency key can be told from a different request under it.
+    pub fn request_sha256(&self) -> String {
+        let mut canonical = Vec::new();
+        write_canonical(
+            &json!({"trigger": self.trigger, "payload": self.payload.clone().unwrap_or_default()}),
+            &mut canonical,
+        );
+        Sha256::digest(&canonical)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// The workflow input every matching automation's run gets: exactly the
@@ -66,6 +84,38 @@ impl IncomingEvent {
             trigger: self.trigger.clone(),
             payload: Value::Object(self.payload.clone().unwrap_or_default()),
         }
+    }
+}
+
+/// Writes `value` as JSON with every object's keys in sorted order, so equal
+/// values give equal bytes whatever order they were sent in.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by_key(|(key, _)| key.as_str());
+            out.push(b'{');
+            for (index, (key, value)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(Value::from(key.as_str()).to_string().as_bytes());
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
     }
 }
 
@@ -130,6 +180,29 @@ pub struct EventReceipt {
     pub run_ids: Vec<RunId>,
     /// When the host accepted the event.
     pub received_at: DateTime<Utc>,
+    /// [`IncomingEvent::request_sha256`] of the event it answered (stored;
+    /// not part of the answer; absent in receipts from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub request_sha256: Option<String>,
+}
+
+impl EventReceipt {
+    /// Whether this receipt answered a different request than one with
+    /// `request_sha256` (a receipt without a digest matches any).
+    pub fn answered_another_request(&self, request_sha256: &str) -> bool {
+        self.request_sha256
+            .as_deref()
+            .is_some_and(|stored| stored != request_sha256)
+    }
+
+    /// The receipt as the API answers it, without the stored digest.
+    pub fn into_answer(self) -> Self {
+        EventReceipt {
+            request_sha256: None,
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]
@@ -165,7 +238,19 @@ mod tests {
         // The scheduler raises workflow.scheduled; it is not a platform event.
         let scheduled = event(json!({"trigger": "workflow.scheduled"})).unwrap();
         assert!(scheduled.validate().is_err());
-        for key in ["", "a\nb", "join\u{200B}1", "\u{FEFF}key", &"k".repeat(256)] {
+        // The limit counts characters: 255 two-byte characters are fine.
+        let accented = "é".repeat(MAX_IDEMPOTENCY_KEY_LEN);
+        let keyed =
+            event(json!({"trigger": "thread.created", "idempotency_key": accented})).unwrap();
+        assert_eq!(keyed.validate(), Ok(()));
+        for key in [
+            "",
+            "a\nb",
+            "join\u{200B}1",
+            "\u{FEFF}key",
+            &"k".repeat(256),
+            &"é".repeat(256),
+        ] {
             let keyed =
                 event(json!({"trigger": "thread.created", "idempotency_key": key})).unwrap();
             assert_eq!(
@@ -173,6 +258,35 @@ mod tests {
                 Err(EventError::InvalidIdempotencyKey),
                 "{key:?}"
             );
+        }
+    }
+
+    #[test]
+    fn request_digests_compare_meaning_not_bytes() {
+        let digest = |body: Value| event(body).unwrap().request_sha256();
+        let first = digest(
+            json!({"trigger": "thread.created", "payload": {"a": 1, "b": [true, {"y": null, "x": "é"}]}}),
+        );
+        assert_eq!(first.len(), 64);
+        // Key order and the idempotency key itself do not matter.
+        assert_eq!(
+            first,
+            digest(
+                json!({"idempotency_key": "k", "payload": {"b": [true, {"x": "é", "y": null}], "a": 1}, "trigger": "thread.created"})
+            )
+        );
+        // An absent payload is the empty one.
+        assert_eq!(
+            digest(json!({"trigger": "thread.created"})),
+            digest(json!({"trigger": "thread.created", "payload": {}}))
+        );
+        for other in [
+            json!({"trigger": "thread.created", "payload": {"a": 2, "b": [true, {"y": null, "x": "é"}]}}),
+            json!({"trigger": "thread.deleted", "payload": {"a": 1, "b": [true, {"y": null, "x": "é"}]}}),
+            json!({"trigger": "thread.created", "payload": {"a": 1, "b": [{"y": null, "x": "é"}, true]}}),
+            json!({"trigger": "thread.created", "payload": {"a": "1", "b": [true, {"y": null, "x": "é"}]}}),
+        ] {
+            assert_ne!(first, digest(other.clone()), "{other}");
         }
     }
 

@@ -187,14 +187,12 @@ impl Shared {
         now: DateTime<Utc>,
     ) -> Result<EventAnswer, ExecutionError> {
         let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
+        let request_sha256 = event.request_sha256();
         if let Some(key) = &event.idempotency_key
             && let Some(receipt) = self.store.event_receipt(&app, key)?
             && receipt.received_at >= replay_since
         {
-            return Ok(EventAnswer {
-                receipt,
-                replayed: true,
-            });
+            return replay(receipt, key, &request_sha256);
         }
         let automations = self
             .store
@@ -214,13 +212,16 @@ impl Shared {
             idempotency_key: event.idempotency_key,
             run_ids: runs.iter().map(|run| run.id.clone()).collect(),
             received_at: now,
+            request_sha256: Some(request_sha256),
         };
         Ok(
             match self.store.insert_event(&receipt, &runs, replay_since)? {
-                EventRecord::Replayed(receipt) => EventAnswer {
-                    receipt,
-                    replayed: true,
-                },
+                // Another request with the key was stored first.
+                EventRecord::Replayed(earlier) => {
+                    let key = receipt.idempotency_key.as_deref().unwrap_or_default();
+                    let request_sha256 = receipt.request_sha256.as_deref().unwrap_or_default();
+                    return replay(earlier, key, request_sha256);
+                }
                 EventRecord::Stored(receipt) => {
                     self.queue.enqueue(
                         runs.iter()
@@ -240,6 +241,31 @@ impl Shared {
         self.queue
             .set_limit(&automation.id, dispatch::concurrency_limit(automation));
     }
+}
+
+/// The answer to a repeat of idempotency key `key`: the first answer when
+/// the request is the same, a 422 naming the key when it is not (Stripe's
+/// rule: a key stands for one request, and a changed one is a client bug,
+/// not a repeat to replay silently).
+fn replay(
+    receipt: EventReceipt,
+    key: &str,
+    request_sha256: &str,
+) -> Result<EventAnswer, ExecutionError> {
+    if receipt.answered_another_request(request_sha256) {
+        return Err(ExecutionError::Unprocessable(format!(
+            "idempotency_key `{key}` was used at {} for a different request (another trigger \
+             or payload); a key stands for one request for 24 hours: send the same request \
+             to repeat it, or a new key for a new event",
+            receipt
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    Ok(EventAnswer {
+        receipt,
+        replayed: true,
+    })
 }
 
 /// Runs store calls (which may wait for the disk) off the async workers.

@@ -49,6 +49,13 @@ impl Guest for Hostile {
                     black_box(&hoard);
                 }
             }
+            // One large allocation: the guest's allocator asks for all of
+            // it in one `memory.grow` (the bomb above grows 1 MiB at a time).
+            "large_allocation" => {
+                let bytes = payload["bytes"].as_u64().unwrap_or(256 << 20) as usize;
+                let buffer = vec![0u8; bytes];
+                Ok(json!({ "allocated": black_box(&buffer).len() }).to_string())
+            }
             "flood" => {
                 let lines = payload["lines"].as_u64().unwrap_or(100_000);
                 for i in 0..lines {

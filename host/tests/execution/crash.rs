@@ -27,6 +27,15 @@ struct Acknowledged {
     run_ids: Vec<String>,
 }
 
+/// The event sent with idempotency key `key` (a key stands for one request).
+fn keyed_event(key: &str) -> Value {
+    json!({
+        "trigger": "thread.member_joined",
+        "payload": {"member": {"name": key}, "thread": {"name": "crash"}},
+        "idempotency_key": key,
+    })
+}
+
 /// Sends events (each with a fresh idempotency key) until the server dies;
 /// records those answered 202.
 async fn send_until_killed(
@@ -37,11 +46,7 @@ async fn send_until_killed(
 ) {
     for n in 0.. {
         let key = format!("r{round}-s{sender}-{n}");
-        let event = json!({
-            "trigger": "thread.member_joined",
-            "payload": {"member": {"name": key}, "thread": {"name": "crash"}},
-            "idempotency_key": key,
-        });
+        let event = keyed_event(&key);
         let request = api
             .client
             .post(format!("{}/apps/default/events", api.base))
@@ -168,10 +173,7 @@ async fn acknowledged_events_survive_sigkill_at_random_moments() {
         // The receipts are durable too: a repeat replays the first answer.
         let last = acked.last().unwrap();
         let (status, replay) = api
-            .post(
-                "/apps/default/events",
-                json!({"trigger": "thread.member_joined", "idempotency_key": last.key}),
-            )
+            .post("/apps/default/events", keyed_event(&last.key))
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{context}: {replay}");
         assert_eq!(replay["run_ids"], json!(last.run_ids), "{context}");

@@ -1449,6 +1449,22 @@ async fn drafts_and_paused_automations_show_when_they_would_run() {
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["timezone"], "Asia/Tokyo");
+    // A schedule whose years are over shows no next run and cannot start.
+    let ended = server
+        .create(json!({"name": "Old", "type": "scheduled", "schedule": "0 0 12 * * ? 2020"}))
+        .await;
+    assert_eq!(ended["next_run_at_if_running"], Value::Null);
+    assert_error(
+        &server
+            .action(&format!(
+                "/apps/default/automations/{}/activate",
+                id(&ended)
+            ))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        &["0 0 12 * * ? 2020", "no fire times after now"],
+    );
     // Trigger automations have neither field.
     let trigger = server
         .create(json!({"name": "T", "type": "trigger", "trigger": "thread.created"}))

@@ -146,7 +146,7 @@ pub async fn show(
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "lookup_key already used"),
-        (status = 422, body = ErrorBody, description = "A running automation would no longer be runnable"),
+        (status = 422, body = ErrorBody, description = "A running automation would no longer be runnable (config, trigger, or a schedule with no fire times left)"),
     )
 )]
 pub async fn update(
@@ -198,7 +198,7 @@ async fn transition(
         (status = 200, body = AutomationResponse),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "Not allowed from the current status"),
-        (status = 422, body = ErrorBody, description = "No config, or its graph lacks the trigger"),
+        (status = 422, body = ErrorBody, description = "No config, its graph lacks the trigger, or the schedule has no fire times left"),
     )
 )]
 pub async fn activate(

@@ -596,6 +596,19 @@ impl Automation {
         self.parsed_schedule()?.next_after(now)
     }
 
+    /// A scheduled automation must have a fire time after `now` to run: a
+    /// year field can end a schedule (`0 0 12 * * ? 2020`), and a running
+    /// automation that never fires again would look alive while doing
+    /// nothing.
+    pub fn check_schedule_ahead(&self, now: DateTime<Utc>) -> Result<(), ActivationError> {
+        match (&self.schedule, self.parsed_schedule()) {
+            (Some(expression), Some(schedule)) if schedule.next_after(now).is_none() => {
+                Err(ActivationError::ScheduleEnded(expression.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `config` (the one `config_id` names, if found) lets this
     /// automation run: it must exist and have a trigger node for [`Self::event`].
     pub fn check_runnable(&self, config: Option<&Config>) -> Result<(), ActivationError> {
@@ -733,6 +746,12 @@ pub enum ActivationError {
         event: String,
         handled: Vec<String>,
     },
+    /// A schedule whose every fire time is past (its year field has ended).
+    #[error(
+        "schedule `{0}` has no fire times after now (its last year is past); change `schedule` \
+         first (GET /apps/:app_id/automations/schedule previews one)"
+    )]
+    ScheduleEnded(String),
 }
 
 #[cfg(test)]
@@ -998,6 +1017,26 @@ mod tests {
             automation.check_runnable(Some(&config(&["workflow.scheduled"]))),
             Ok(())
         );
+    }
+
+    #[test]
+    fn an_ended_schedule_cannot_run() {
+        let mut automation = scheduled();
+        assert_eq!(automation.check_schedule_ahead(now()), Ok(()));
+        automation.schedule = Some("0 0 12 * * ? 2025".into());
+        let error = automation.check_schedule_ahead(now()).unwrap_err();
+        assert_eq!(
+            error,
+            ActivationError::ScheduleEnded("0 0 12 * * ? 2025".into())
+        );
+        assert!(
+            error.to_string().contains("no fire times after now"),
+            "{error}"
+        );
+        // Its last tick is still ahead on New Year's Eve.
+        let eve = "2025-12-31T11:00:00Z".parse().unwrap();
+        assert_eq!(automation.check_schedule_ahead(eve), Ok(()));
+        assert_eq!(automation.next_run_at_if_running(now()), None);
     }
 
     #[test]

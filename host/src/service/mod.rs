@@ -506,7 +506,8 @@ impl Service {
         })
     }
 
-    /// Applies a patch. A running automation must stay runnable (422).
+    /// Applies a patch. A running automation must stay runnable, its
+    /// schedule with fire times ahead (422).
     pub async fn update_automation(
         &self,
         app: &AppId,
@@ -523,6 +524,7 @@ impl Service {
             let config = self.config_of(&updated).await?;
             if updated.status == AutomationStatus::Running {
                 updated.check_runnable(config.as_ref())?;
+                updated.check_schedule_ahead(self.now())?;
             }
         }
         self.save(updated, None).await
@@ -566,6 +568,7 @@ impl Service {
             .after(action)
             .map_err(|e| ServiceError::Conflict(e.to_string()))?;
         if action == LifecycleAction::Activate {
+            automation.check_schedule_ahead(self.now())?;
             let config = self.config_of(&automation).await?;
             automation.check_runnable(config.as_ref())?;
         }

@@ -253,6 +253,30 @@ async fn one_large_allocation_hits_the_memory_limit_not_a_trap_or_fuel() {
 }
 
 #[tokio::test]
+async fn growth_past_the_address_space_is_the_memory_limit() {
+    // A guest's allocator asking for more than a 32-bit memory can address
+    // reaches the limiter too (wasmtime 48 asks it before checking the
+    // memory type), so the run fails naming the limit, not as the abort an
+    // allocator makes of a failed `memory.grow`.
+    let runner = runner();
+    let hostile = load(&runner, "hostile").await;
+    let limits = LimitOverrides {
+        memory_bytes: Some(16 << 20),
+        ..LimitOverrides::default()
+    };
+    let report = run_case(&runner, &hostile, "grow_past_the_address_space", limits).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::MemoryLimit, "{message}");
+    assert!(
+        message.starts_with("Memory limit exceeded: the workflow asked for ")
+            && message.ends_with("(limit 16777216 bytes)"),
+        "{message}"
+    );
+    assert!(report.accounting.peak_memory_bytes <= 16 << 20);
+    assert_runner_still_works(&runner).await;
+}
+
+#[tokio::test]
 async fn unbounded_recursion_overflows_the_stack() {
     let runner = runner();
     let hostile = load(&runner, "hostile").await;

@@ -56,6 +56,15 @@ impl Guest for Hostile {
                 let buffer = vec![0u8; bytes];
                 Ok(json!({ "allocated": black_box(&buffer).len() }).to_string())
             }
+            // What an allocator does for a request past the 32-bit address
+            // space: one `memory.grow` of every page there is; if it fails,
+            // it aborts.
+            "grow_past_the_address_space" => {
+                if !grow_every_page() {
+                    std::process::abort();
+                }
+                Ok("\"grew\"".into())
+            }
             "flood" => {
                 let lines = payload["lines"].as_u64().unwrap_or(100_000);
                 for i in 0..lines {
@@ -82,6 +91,19 @@ impl Guest for Hostile {
             other => Err(format!("unknown case `{other}`")),
         }
     }
+}
+
+/// One `memory.grow` by the most pages a 32-bit memory can ask for;
+/// whether it succeeded. (The crate is also built for the host by
+/// `cargo test --workspace`, where there is no wasm memory.)
+#[cfg(target_arch = "wasm32")]
+fn grow_every_page() -> bool {
+    core::arch::wasm32::memory_grow::<0>(usize::MAX) != usize::MAX
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn grow_every_page() -> bool {
+    false
 }
 
 /// Burns fuel forever; `black_box` keeps the loop from being optimised away.

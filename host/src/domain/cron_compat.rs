@@ -334,9 +334,6 @@ fn rewrite_item(field: Field, item: &str) -> Result<String, String> {
     let parsed_step = step.and_then(number);
     // Quartz/Spring `N/step`: from N to the field's end.
     if let (Some(start), Some(step)) = (number(range), parsed_step) {
-        if field.name == "year" {
-            return Ok(format!("{start}-{YEAR_MAX}/{step}"));
-        }
         return Ok(format!("{start}-{}/{step}", field.max));
     }
     let Some((start, end)) = range

@@ -95,11 +95,10 @@ fn values(field: &str, min: u32, max: u32) -> Vec<u32> {
 fn every(values: &[u32], min: u32, max: u32) -> Option<u32> {
     let step = match values {
         [first, second, ..] if *first == min => second - first,
-        [only] if *only == min && max - min < 1 => 1,
         _ => return None,
     };
     let expected: Vec<u32> = (min..=max).step_by(step as usize).collect();
-    (expected == values && (step == 1 || max - values[values.len() - 1] < step)).then_some(step)
+    (expected == values).then_some(step)
 }
 
 fn describe_time(seconds: &[u32], minutes: &[u32], hours: &[u32]) -> String {

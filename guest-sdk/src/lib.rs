@@ -26,7 +26,12 @@
 //! * Everything the workflow prints with `println!` becomes a line of the run's
 //!   `result.output`; [`log`] records leveled lines there too.
 //! * `Ok(value)` becomes `result.payload`; `Err(e)` fails the run with
-//!   `result.error` set to `e.to_string()`.
+//!   `result.error` set to `e.to_string()`. Both are capped by the run's
+//!   limits (`payload_bytes`, `error_bytes`: 1 MiB by default), and the payload
+//!   may nest at most 64 levels of arrays and objects; past either the run
+//!   fails with `failure_kind: invalid_payload`.
+//! * Numbers keep their exact text both ways (the re-exported [`serde_json`]
+//!   has `arbitrary_precision`): a 40-digit id in the payload is not rounded.
 //! * A panic fails the run with the panic message.
 //!
 //! Build for `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`) with

@@ -1764,3 +1764,77 @@ async fn protocol_refusals_are_json_where_the_http_stack_lets_them_be() {
     assert_eq!(status, StatusCode::OK, "the server is unaffected");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_on_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let config = server.upload("welcome-new-members").await;
+    let config = config["id"].as_str().unwrap().to_owned();
+    server
+        .create(
+            json!({"name": "w", "type": "trigger", "trigger": "thread.member_joined",
+                       "config_id": config, "lookup_key": "w"}),
+        )
+        .await;
+    let run = "atr_00000000000000000000000000";
+    let endpoints = [
+        (Method::GET, "/openapi.json".to_owned()),
+        (Method::GET, "/admin/quarantine".to_owned()),
+        (Method::GET, "/apps/default/automations".to_owned()),
+        (Method::POST, "/apps/default/automations".to_owned()),
+        (Method::GET, "/apps/default/automations/events".to_owned()),
+        (Method::GET, "/apps/default/automations/schedule".to_owned()),
+        (Method::GET, "/apps/default/automations/w".to_owned()),
+        (Method::PATCH, "/apps/default/automations/w".to_owned()),
+        (
+            Method::POST,
+            "/apps/default/automations/w/activate".to_owned(),
+        ),
+        (Method::POST, "/apps/default/automations/w/pause".to_owned()),
+        (Method::POST, "/apps/default/automations/w/reset".to_owned()),
+        (Method::POST, "/apps/default/automations/w/run".to_owned()),
+        (Method::GET, "/apps/default/automations/w/runs".to_owned()),
+        (Method::GET, format!("/apps/default/automations/runs/{run}")),
+        (
+            Method::POST,
+            format!("/apps/default/automations/runs/{run}/cancel"),
+        ),
+        (
+            Method::POST,
+            format!("/apps/default/automations/runs/{run}/rerun"),
+        ),
+        (Method::POST, "/apps/default/events".to_owned()),
+        (Method::GET, "/apps/default/configs".to_owned()),
+        (Method::POST, "/apps/default/configs".to_owned()),
+        (Method::GET, format!("/apps/default/configs/{config}")),
+        (Method::DELETE, format!("/apps/default/configs/{config}")),
+        (Method::DELETE, "/apps/default/automations/w".to_owned()),
+    ];
+    for (method, path) in endpoints {
+        let response = server
+            .call(method.clone(), &format!("{path}?verbose&limit=5"), None)
+            .await;
+        assert_error(
+            &response,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &["unknown query parameter `verbose`", method.as_str()],
+        );
+    }
+    // Nothing was done by the refused requests, and known parameters work.
+    let (status, list) = server.get("/apps/default/automations?type=trigger").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let (status, _) = server
+        .get("/apps/default/automations/w/runs?status=failed&limit=5")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &server.get("/apps/default/configs?limit=5").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["`limit`", "takes no query parameters"],
+    );
+    server.stop().await;
+}

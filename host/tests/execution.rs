@@ -1124,3 +1124,5 @@ async fn the_openapi_document_describes_the_execution_endpoints() {
 
 #[path = "execution/crash.rs"]
 mod crash;
+#[path = "execution/json.rs"]
+mod json;

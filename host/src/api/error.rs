@@ -103,6 +103,11 @@ impl ApiError {
         self.status
     }
 
+    /// The sentence for a person.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// A 405 for a path that exists without this method.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         ApiError {

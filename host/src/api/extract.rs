@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::MAX_JSON_BODY_BYTES;
 use super::error::ApiError;
+use super::strict::Strict;
 use crate::domain::ids::AppId;
+use crate::domain::json;
 
 /// A JSON request body. The Content-Type is not checked (so `curl -d` works);
 /// unknown fields are refused by the target types.
@@ -46,17 +48,31 @@ pub async fn optional_json<T: DeserializeOwned, S: Send + Sync>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(deserializer)
-        .map(Some)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                ApiError::invalid(format!("invalid JSON body: {}", e.inner()))
-            } else {
-                ApiError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
-            }
-        })
+    parse_body(&bytes).map(Some)
+}
+
+/// Parses a JSON body under the host's JSON rule ([`crate::domain::json`]):
+/// at most [`MAX_DEPTH`](json::MAX_DEPTH) levels deep, one value with nothing
+/// after it, structs from objects only ([`Strict`]), unknown fields refused by
+/// the target types, numbers kept exactly as sent. Each refusal is a 400
+/// naming the offending field where there is one.
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    json::check_depth(bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(Strict(&mut deserializer)).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::invalid(format!("invalid JSON body: {}", e.inner()))
+        } else {
+            ApiError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
+        }
+    })?;
+    deserializer.end().map_err(|e| {
+        ApiError::invalid(format!(
+            "invalid JSON body: {e} (send exactly one JSON value)"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// The raw body, with the body limit turned into a 413.

@@ -11,8 +11,10 @@ pub mod edge;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod query;
 pub mod runs;
 pub mod schedule;
+pub mod strict;
 
 use std::sync::Arc;
 
@@ -28,8 +30,8 @@ use crate::execution::Execution;
 use crate::service::Service;
 use error::ApiError;
 
-/// Largest JSON request body.
-pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
+/// Largest JSON request body ([`crate::domain::json::MAX_BODY_BYTES`]).
+pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
 
 /// The OpenAPI document, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -76,16 +78,22 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 pub struct ApiDoc;
 
 /// The whole API: the control plane's routes and the execution plane's, the
-/// admin routes, JSON 404s and 405s for the rest, JSON 414s and 431s
-/// ([`edge::protocol_limits`]), and every request's unread body drained
+/// admin routes, JSON 404s and 405s for the rest, query parameters a route
+/// does not take refused ([`query::refuse_unknown_query`]), JSON 414s and
+/// 431s ([`edge::protocol_limits`]), and every request's unread body drained
 /// before its answer ([`drain::drain_unread_body`]).
 pub fn app(service: Arc<Service>, execution: Arc<Execution>) -> Router {
+    let query_parameters = Arc::new(query::QueryParameters::from_openapi(&ApiDoc::openapi()));
     router(Arc::clone(&service))
         .merge(execution::routes(Arc::clone(&service), execution))
         .merge(admin::routes(service))
         // After the merge: the 405 fallback is set on the routes present.
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            query_parameters,
+            query::refuse_unknown_query,
+        ))
         // Inside the drain, so a body sent with a refused request is read.
         .layer(axum::middleware::from_fn(edge::protocol_limits))
         .layer(axum::middleware::from_fn(drain::drain_unread_body))

@@ -256,6 +256,8 @@ fn limits_in_words(limits: &Value) -> String {
                 "timeout_ms" => format!("timeout {}", duration_ms(number as f64)),
                 "output_lines" => format!("output {} lines", count(number)),
                 "output_bytes" => format!("output {}", bytes(number)),
+                "payload_bytes" => format!("payload {}", bytes(number)),
+                "error_bytes" => format!("error {}", bytes(number)),
                 other => format!("{other} {number}"),
             })
         })

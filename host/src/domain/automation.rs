@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::config::Config;
 use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
+use super::json::MAX_METADATA_BYTES;
 use super::schedule::Schedule;
 use super::text;
 use super::workflow::SCHEDULED_TRIGGER;
@@ -231,7 +232,6 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ValidationError {
 /// Default and bounds of `catchup_window_seconds`.
 pub const DEFAULT_CATCHUP_WINDOW_SECONDS: u64 = 86_400;
 const MAX_CATCHUP_WINDOW_SECONDS: u64 = 7 * 86_400;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// An automation as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

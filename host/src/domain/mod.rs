@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod event;
 pub mod events;
 pub mod ids;
+pub mod json;
 pub mod run;
 pub mod schedule;
 pub mod text;

@@ -554,6 +554,36 @@ mod tests {
     }
 
     #[test]
+    fn a_run_holding_the_deepest_accepted_json_reads_back() {
+        use crate::domain::json::{MAX_DEPTH, check_depth};
+        let nested = |depth: usize| -> Value {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            serde_json::from_str(&text).unwrap()
+        };
+        let mut run = run();
+        // The deepest payload a request body can carry (the body is one level
+        // above it), and the deepest a guest may return.
+        run.input.payload = json!({ "a": nested(MAX_DEPTH - 2) });
+        run.transition(RunStatus::Running, at("2026-02-28T09:00:01Z"), None)
+            .unwrap();
+        let payload = nested(MAX_DEPTH);
+        assert_eq!(check_depth(payload.to_string().as_bytes()), Ok(()));
+        let result = RunResult::Success {
+            payload,
+            output: vec![],
+            output_truncated: false,
+        };
+        run.finish(result, Accounting::default(), at("2026-02-28T09:00:02Z"))
+            .unwrap();
+        // What the store writes and reads.
+        let record = serde_json::to_vec(&run).unwrap();
+        assert_eq!(serde_json::from_slice::<Run>(&record).unwrap(), run);
+        // And a page of runs as the API and the CLI read it.
+        let page = serde_json::to_vec(&json!({ "data": [run] })).unwrap();
+        assert!(serde_json::from_slice::<Value>(&page).is_ok());
+    }
+
+    #[test]
     fn statuses_parse_from_their_names() {
         for status in RunStatus::ALL {
             assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));

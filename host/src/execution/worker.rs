@@ -160,6 +160,8 @@ async fn workflow_for(
 }
 
 /// How a run ended, in the store's terms.
+// One per run, built once and consumed: boxing the report would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum Ending {
     /// It executed: the runner's report, and the reason it was cancelled if

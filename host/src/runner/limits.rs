@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::output::OutputLimits;
+use crate::domain::json::{DEFAULT_GUEST_RESULT_BYTES, MAX_GUEST_RESULT_BYTES};
 
 /// The limits a run executes under, every one resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,19 @@ pub struct RunLimits {
     pub output_lines: usize,
     /// Most output bytes kept, over all lines.
     pub output_bytes: usize,
+    /// Largest payload the workflow may return, in bytes of its JSON text;
+    /// a larger one fails the run (`invalid_payload`). Runs stored before
+    /// this limit existed read back with the default.
+    #[serde(default = "default_guest_result_bytes")]
+    pub payload_bytes: usize,
+    /// Longest error message the workflow may return, in bytes; a longer
+    /// one fails the run (`invalid_payload`). Defaults like `payload_bytes`.
+    #[serde(default = "default_guest_result_bytes")]
+    pub error_bytes: usize,
+}
+
+fn default_guest_result_bytes() -> usize {
+    DEFAULT_GUEST_RESULT_BYTES
 }
 
 impl RunLimits {
@@ -42,6 +56,8 @@ impl RunLimits {
         timeout: Duration::from_secs(30),
         output_lines: 1_000,
         output_bytes: 1 << 20,
+        payload_bytes: DEFAULT_GUEST_RESULT_BYTES,
+        error_bytes: DEFAULT_GUEST_RESULT_BYTES,
     };
 
     /// The ceilings per-automation overrides are held under by default.
@@ -51,16 +67,21 @@ impl RunLimits {
         timeout: Duration::from_secs(15 * 60),
         output_lines: 100_000,
         output_bytes: 16 << 20,
+        payload_bytes: MAX_GUEST_RESULT_BYTES,
+        error_bytes: MAX_GUEST_RESULT_BYTES,
     };
 
     /// The budget a component's `graph` export runs under when it is loaded: a
-    /// hostile `graph` must not hold up an upload.
+    /// hostile `graph` must not hold up an upload. (It returns a graph, not a
+    /// payload or error, so those caps do not apply.)
     pub const GRAPH: RunLimits = RunLimits {
         fuel: 100_000_000,
         memory_bytes: 64 << 20,
         timeout: Duration::from_secs(2),
         output_lines: 0,
         output_bytes: 0,
+        payload_bytes: 0,
+        error_bytes: 0,
     };
 
     /// Each limit lowered to `ceilings` where it is above.
@@ -71,6 +92,8 @@ impl RunLimits {
             timeout: self.timeout.min(ceilings.timeout),
             output_lines: self.output_lines.min(ceilings.output_lines),
             output_bytes: self.output_bytes.min(ceilings.output_bytes),
+            payload_bytes: self.payload_bytes.min(ceilings.payload_bytes),
+            error_bytes: self.error_bytes.min(ceilings.error_bytes),
         }
     }
 }
@@ -102,6 +125,12 @@ pub struct LimitOverrides {
     /// Most output bytes kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_bytes: Option<usize>,
+    /// Largest returned payload, in bytes of JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<usize>,
+    /// Longest returned error message, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_bytes: Option<usize>,
 }
 
 /// An override the host will not honour.
@@ -136,6 +165,8 @@ impl LimitOverrides {
                 .map_or(defaults.timeout, Duration::from_millis),
             output_lines: self.output_lines.unwrap_or(defaults.output_lines),
             output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
+            payload_bytes: self.payload_bytes.unwrap_or(defaults.payload_bytes),
+            error_bytes: self.error_bytes.unwrap_or(defaults.error_bytes),
         }
         .clamped_to(ceilings)
     }
@@ -143,7 +174,7 @@ impl LimitOverrides {
     /// Checks the overrides against `ceilings`, so a bad one is refused when it
     /// is stored rather than silently clamped when it runs.
     pub fn validate(&self, ceilings: &RunLimits) -> Result<(), LimitsError> {
-        let checks: [(&'static str, Option<u64>, u64, bool); 5] = [
+        let checks: [(&'static str, Option<u64>, u64, bool); 7] = [
             ("fuel", self.fuel, ceilings.fuel, true),
             (
                 "memory_bytes",
@@ -168,6 +199,18 @@ impl LimitOverrides {
                 self.output_bytes.map(as_u64),
                 as_u64(ceilings.output_bytes),
                 false,
+            ),
+            (
+                "payload_bytes",
+                self.payload_bytes.map(as_u64),
+                as_u64(ceilings.payload_bytes),
+                true,
+            ),
+            (
+                "error_bytes",
+                self.error_bytes.map(as_u64),
+                as_u64(ceilings.error_bytes),
+                true,
             ),
         ];
         for (field, value, maximum, must_be_positive) in checks {
@@ -285,6 +328,49 @@ mod tests {
             overrides
         );
         assert!(serde_json::from_value::<LimitOverrides>(json!({"fuels": 1})).is_err());
+    }
+
+    #[test]
+    fn result_caps_are_overridable_within_the_ceiling() {
+        let ceilings = RunLimits::DEFAULT_CEILINGS;
+        let bigger = LimitOverrides {
+            payload_bytes: Some(4 << 20),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(bigger.validate(&ceilings), Ok(()));
+        let limits = bigger.resolve(&RunLimits::DEFAULT, &ceilings);
+        assert_eq!(
+            (limits.payload_bytes, limits.error_bytes),
+            (4 << 20, 1 << 20)
+        );
+        let huge = LimitOverrides {
+            error_bytes: Some(32 << 20),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            huge.validate(&ceilings).unwrap_err().to_string(),
+            "`error_bytes` is 33554432, above the host's maximum of 16777216"
+        );
+        let zero = LimitOverrides {
+            payload_bytes: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            zero.validate(&ceilings).unwrap_err().to_string(),
+            "`payload_bytes` must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn limits_stored_before_the_result_caps_read_back_with_the_defaults() {
+        let mut value = serde_json::to_value(RunLimits::DEFAULT).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove("payload_bytes");
+        object.remove("error_bytes");
+        assert_eq!(
+            serde_json::from_value::<RunLimits>(value).unwrap(),
+            RunLimits::DEFAULT
+        );
     }
 
     #[test]

@@ -390,14 +390,7 @@ impl Runner {
         accounting.wall_time = execution.wall_time;
         accounting.instantiate_time = execution.instantiate_time;
         let outcome = match execution.result {
-            Ok(Ok(payload)) => match serde_json::from_str(&payload) {
-                Ok(payload) => Outcome::Completed(payload),
-                Err(e) => Outcome::Failed(Failure::new(
-                    FailureKind::InvalidPayload,
-                    format!("The workflow returned a payload that is not valid JSON: {e}"),
-                )),
-            },
-            Ok(Err(message)) => Outcome::Failed(Failure::new(FailureKind::GuestError, message)),
+            Ok(returned) => Outcome::returned(returned, &limits),
             Err(stop) => sandbox::classify(stop, &limits, execution.panic),
         };
         RunReport {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::digest::ComponentDigest;
 use super::limits::RunLimits;
 use super::output::CapturedOutput;
+use crate::domain::json;
 
 /// The error of a run that ran out of time; the spec's exact wording.
 pub const TIMEOUT_MESSAGE: &str = "Script execution timed out";
@@ -26,6 +27,43 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How a run whose `run` export returned ended: `Ok` is the payload's
+    /// JSON text, `Err` the workflow's error message. The payload must fit
+    /// `limits.payload_bytes`, nest at most [`json::MAX_DEPTH`] levels and be
+    /// JSON; the error must fit `limits.error_bytes`. Otherwise the run fails
+    /// with [`FailureKind::InvalidPayload`] and a message naming the limit.
+    pub fn returned(returned: Result<String, String>, limits: &RunLimits) -> Outcome {
+        let invalid =
+            |message: String| Outcome::Failed(Failure::new(FailureKind::InvalidPayload, message));
+        match returned {
+            Ok(payload) if payload.len() > limits.payload_bytes => invalid(format!(
+                "The workflow returned a payload of {} bytes, above the run's limit of {} bytes (payload_bytes)",
+                payload.len(),
+                limits.payload_bytes
+            )),
+            Ok(payload) => {
+                if let Err(e) = json::check_depth(payload.as_bytes()) {
+                    return invalid(format!(
+                        "The workflow returned a payload the host refuses: {e}"
+                    ));
+                }
+                match serde_json::from_str(&payload) {
+                    Ok(payload) => Outcome::Completed(payload),
+                    Err(e) => invalid(format!(
+                        "The workflow returned a payload that is not valid JSON: {e}"
+                    )),
+                }
+            }
+            Err(message) if message.len() > limits.error_bytes => invalid(format!(
+                "The workflow returned an error message of {} bytes, above the run's limit of {} bytes (error_bytes); it began: {}",
+                message.len(),
+                limits.error_bytes,
+                prefix(&message, ERROR_PREFIX_BYTES)
+            )),
+            Err(message) => Outcome::Failed(Failure::new(FailureKind::GuestError, message)),
+        }
+    }
+
     /// The failure, when the run failed.
     pub fn failure(&self) -> Option<&Failure> {
         match self {
@@ -33,6 +71,18 @@ impl Outcome {
             _ => None,
         }
     }
+}
+
+/// How much of an over-long error message the failure quotes.
+const ERROR_PREFIX_BYTES: usize = 200;
+
+/// The first `max` bytes of `text` (fewer, to end on a character boundary).
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Why a run failed, and the message shown to operators as `result.error`.
@@ -84,7 +134,9 @@ pub enum FailureKind {
     MemoryLimit,
     /// The workflow's calls nested deeper than the wasm stack allows.
     StackOverflow,
-    /// The workflow returned a payload that is not JSON.
+    /// The workflow returned a payload that is not JSON, or a payload or
+    /// error past the run's limits (`payload_bytes`, `error_bytes`, the
+    /// host's JSON depth).
     InvalidPayload,
     /// The component could not be instantiated (for instance the host was out
     /// of instance slots).
@@ -223,6 +275,67 @@ mod tests {
         assert_eq!(
             cancelled.result_json(),
             json!({"error": "Run cancelled", "output": []})
+        );
+    }
+
+    #[test]
+    fn a_returned_payload_or_error_is_held_to_the_run_limits() {
+        let limits = RunLimits {
+            payload_bytes: 20,
+            error_bytes: 10,
+            ..RunLimits::DEFAULT
+        };
+        let returned = |r: Result<&str, &str>| {
+            Outcome::returned(r.map(str::to_owned).map_err(str::to_owned), &limits)
+        };
+        let failure = |outcome: Outcome| {
+            let failure = outcome.failure().cloned().expect("a failure");
+            (failure.kind, failure.message)
+        };
+        assert_eq!(
+            returned(Ok(r#"{"n": 1}"#)),
+            Outcome::Completed(json!({"n": 1}))
+        );
+        assert_eq!(
+            failure(returned(Ok(&format!("\"{}\"", "x".repeat(19))))),
+            (
+                FailureKind::InvalidPayload,
+                "The workflow returned a payload of 21 bytes, above the run's limit of 20 bytes (payload_bytes)".to_owned()
+            )
+        );
+        assert_eq!(
+            failure(returned(Err("0123456789"))),
+            (FailureKind::GuestError, "0123456789".to_owned())
+        );
+        assert_eq!(
+            failure(returned(Err("éééééé"))),
+            (
+                FailureKind::InvalidPayload,
+                "The workflow returned an error message of 12 bytes, above the run's limit of 10 bytes (error_bytes); it began: éééééé".to_owned()
+            )
+        );
+        assert_eq!(prefix("aé", 2), "a");
+        let (kind, message) = failure(returned(Ok("{")));
+        assert_eq!(kind, FailureKind::InvalidPayload);
+        assert!(message.contains("not valid JSON"), "{message}");
+    }
+
+    #[test]
+    fn a_returned_payload_nests_at_most_the_host_depth() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let limits = RunLimits::DEFAULT;
+        assert!(matches!(
+            Outcome::returned(Ok(nested(json::MAX_DEPTH)), &limits),
+            Outcome::Completed(_)
+        ));
+        // About as deep as the reader's limit: refused by the host's rule,
+        // never stored as a record that cannot be read back.
+        let outcome = Outcome::returned(Ok(nested(125)), &limits);
+        let failure = outcome.failure().expect("a failure");
+        assert_eq!(failure.kind, FailureKind::InvalidPayload);
+        assert_eq!(
+            failure.message,
+            "The workflow returned a payload the host refuses: it nests arrays and objects deeper than the limit of 64 levels"
         );
     }
 

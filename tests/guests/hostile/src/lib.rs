@@ -83,6 +83,20 @@ impl Guest for Hostile {
             }
             "probe" => Ok(probe().to_string()),
             "invalid_json" => Ok("{\"unterminated\": ".into()),
+            // The payload's `value`, as parsed and written again.
+            "echo" => Ok(payload["value"].to_string()),
+            // `depth` nested arrays.
+            "nest" => {
+                let depth = payload["depth"].as_u64().unwrap_or(1) as usize;
+                Ok(format!("{}{}", "[".repeat(depth), "]".repeat(depth)))
+            }
+            // A JSON string of `bytes` bytes, quotes included.
+            "big_payload" => {
+                let bytes = payload["bytes"].as_u64().unwrap_or(2) as usize;
+                Ok(format!("\"{}\"", "x".repeat(bytes.saturating_sub(2))))
+            }
+            // An error message of `bytes` bytes.
+            "big_error" => Err("e".repeat(payload["bytes"].as_u64().unwrap_or(1) as usize)),
             "sleep" => {
                 println!("going to sleep");
                 std::thread::sleep(Duration::from_secs(3600));

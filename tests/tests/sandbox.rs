@@ -507,6 +507,19 @@ async fn a_graph_export_that_never_returns_fails_the_load_quickly() {
 }
 
 #[tokio::test]
+async fn a_graph_larger_than_the_host_stores_fails_the_load() {
+    let runner = runner();
+    let error = runner.load(&guest("huge-graph")).await.unwrap_err();
+    assert!(matches!(error, LoadError::Graph(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("the component's `graph` export failed: it describes a graph of ")
+            && message.ends_with("bytes as JSON, above the limit of 65536 bytes"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_component_importing_what_the_host_lacks_is_refused() {
     let runner = runner();
     let component = wat::parse_str(

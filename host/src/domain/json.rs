@@ -8,6 +8,7 @@
 //! | An automation's `metadata` | [`MAX_METADATA_BYTES`] as JSON | within its body | 400 |
 //! | A guest's returned payload | run limit `payload_bytes` ([`DEFAULT_GUEST_RESULT_BYTES`], at most [`MAX_GUEST_RESULT_BYTES`]) | [`MAX_DEPTH`] | a failed run, `failure_kind: invalid_payload` |
 //! | A guest's returned error | run limit `error_bytes` (the same default and ceiling) | a string | a failed run, `failure_kind: invalid_payload` |
+//! | A component's graph, read at upload and stored with its config | [`MAX_GRAPH_BYTES`] as JSON | its fixed shape | 422 |
 //!
 //! **Depth** counts the arrays and objects open at once: `1` is 0 levels
 //! deep, `[]` 1, `{"a": [1]}` 2. [`check_depth`] measures it on the text,
@@ -41,6 +42,10 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Largest automation `metadata`, in bytes of its JSON text (16 KiB).
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Largest WorkflowGraph a component may declare, in bytes of its JSON
+/// (64 KiB: a hundred steps with paragraph-long descriptions fit).
+pub const MAX_GRAPH_BYTES: usize = 64 * 1024;
 
 /// The default cap on a guest's returned payload (`payload_bytes`) and error
 /// message (`error_bytes`), in bytes (1 MiB).

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::json::MAX_GRAPH_BYTES;
+
 /// The event name of cron-driven runs.
 pub const SCHEDULED_TRIGGER: &str = "workflow.scheduled";
 
@@ -21,6 +23,20 @@ impl WorkflowGraph {
     /// Whether the workflow has a trigger node for `event`.
     pub fn handles(&self, event: &str) -> bool {
         self.triggers.iter().any(|t| t == event)
+    }
+
+    /// Checks that the graph is at most [`MAX_GRAPH_BYTES`] as JSON: it is
+    /// stored with its config and shown in every config list, and only the
+    /// `graph` export's memory limit would bound it otherwise. The error
+    /// says how large it is.
+    pub fn check_size(&self) -> Result<(), String> {
+        let size = serde_json::to_vec(self).map_or(usize::MAX, |json| json.len());
+        if size > MAX_GRAPH_BYTES {
+            return Err(format!(
+                "it describes a graph of {size} bytes as JSON, above the limit of {MAX_GRAPH_BYTES} bytes"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -57,4 +73,35 @@ pub struct RunContext {
     pub scheduled_at: Option<String>,
     /// 1 for a first run, then 2, 3, … for retries.
     pub attempt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(steps: usize, description: &str) -> WorkflowGraph {
+        WorkflowGraph {
+            name: "Digest".into(),
+            triggers: vec!["workflow.scheduled".into()],
+            steps: (0..steps)
+                .map(|i| StepNode {
+                    name: format!("step {i}"),
+                    description: description.into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_graph_is_bounded_as_json() {
+        // A generous real graph: 100 steps with paragraph-long descriptions.
+        assert_eq!(graph(100, &"d".repeat(500)).check_size(), Ok(()));
+        let huge = graph(1, &"d".repeat(MAX_GRAPH_BYTES));
+        let error = huge.check_size().unwrap_err();
+        assert!(
+            error.starts_with("it describes a graph of ")
+                && error.ends_with("above the limit of 65536 bytes"),
+            "{error}"
+        );
+    }
 }

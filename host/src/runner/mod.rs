@@ -65,7 +65,8 @@ pub enum LoadError {
          empty and denied) and automata:workflow/log"
     )]
     UnsupportedImport(String),
-    /// Its `graph` export failed, or did not finish within its small budget.
+    /// Its `graph` export failed, did not finish within its small budget, or
+    /// declared a graph past [`MAX_GRAPH_BYTES`](crate::domain::json::MAX_GRAPH_BYTES).
     #[error("the component's `graph` export failed: {0}")]
     Graph(String),
 }
@@ -302,7 +303,7 @@ impl Runner {
                 None => CANCELLED_MESSAGE.to_owned(),
             })
         })?;
-        Ok(WorkflowGraph {
+        let graph = WorkflowGraph {
             name: graph.name,
             triggers: graph.triggers,
             steps: graph
@@ -313,7 +314,9 @@ impl Runner {
                     description: s.description,
                 })
                 .collect(),
-        })
+        };
+        graph.check_size().map_err(LoadError::Graph)?;
+        Ok(graph)
     }
 
     /// Runs `workflow` once on `input` with the host's default limits.

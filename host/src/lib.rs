@@ -7,6 +7,8 @@
 //! - [`cli`]: the `automata` command line, one file per command.
 //! - [`doctor`]: `automata doctor`'s checks of a store opened offline.
 //! - [`domain`]: the domain model and rules; no IO.
+//! - [`edge`]: the HTTP edge: connections, TLS, timeouts, limits, Host and
+//!   Origin checks.
 //! - [`runner`]: compiles and runs workflow components in a sandbox; no HTTP,
 //!   no storage.
 //! - [`server`]: wires store, service and API together; `automata serve`.
@@ -18,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod doctor;
 pub mod domain;
+pub mod edge;
 pub mod execution;
 pub mod runner;
 pub mod server;

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::edge::{self, EdgeConfig};
 use crate::execution::{Execution, ExecutionConfig};
 use crate::runner::{Runner, RunnerConfig, SetupError};
-use crate::service::{Service, ServiceSettings};
+use crate::service::{AuthMode, Authenticator, Service, ServiceSettings};
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The file in the data directory holding the admin key made on first start.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -30,6 +33,10 @@ pub struct ServerConfig {
     pub service: ServiceSettings,
     /// Workers, queue size and shutdown grace of the execution plane.
     pub execution: ExecutionConfig,
+    /// Whether requests need an API key.
+    pub auth: AuthMode,
+    /// Connections, timeouts, request limits, allowed hosts, TLS.
+    pub edge: EdgeConfig,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -51,6 +58,20 @@ pub enum ServerError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {0}: \
+         anyone who can reach the port could do everything"
+    )]
+    NoAuthExposed(SocketAddr),
+    #[error("cannot write the admin key to {path}: {source}")]
+    AdminToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the first admin key: {0}")]
+    Bootstrap(crate::service::ServiceError),
+    #[error(transparent)]
+    Tls(#[from] edge::tls::TlsError),
 }
 
 /// A server bound to its address, ready to serve.
@@ -58,11 +79,23 @@ pub struct Server {
     listener: TcpListener,
     service: Arc<Service>,
     execution: Arc<Execution>,
+    authenticator: Arc<Authenticator>,
+    edge: EdgeConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
     /// Opens the store and binds the listener.
     pub async fn bind(config: &ServerConfig) -> Result<Server, ServerError> {
+        if config.auth == AuthMode::Off && !config.listen.ip().is_loopback() {
+            return Err(ServerError::NoAuthExposed(config.listen));
+        }
+        let tls = config
+            .edge
+            .tls
+            .as_ref()
+            .map(edge::tls::acceptor)
+            .transpose()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -81,6 +114,11 @@ impl Server {
             ..RunnerConfig::default()
         })?);
         let service = Arc::new(Service::new(Arc::new(store), runner, config.service));
+        bootstrap(&service, config).await?;
+        let authenticator = Arc::new(Authenticator::new(
+            Arc::clone(service.store()),
+            config.auth.clone(),
+        ));
         let execution = Arc::new(Execution::new(
             Arc::clone(service.store()),
             Arc::clone(service.runner()),
@@ -97,6 +135,9 @@ impl Server {
             listener,
             service,
             execution,
+            authenticator,
+            edge: config.edge.clone(),
+            tls,
         })
     }
 
@@ -145,9 +186,22 @@ impl Server {
             Ok(Err(error)) => tracing::error!("cannot count the quarantine: {error}"),
             Err(error) => tracing::error!("cannot count the quarantine: {error}"),
         }
-        let app = api::app(self.service, Arc::clone(&self.execution));
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let guard = Arc::new(edge::guard::Guard::new(&self.edge, self.local_addr()));
+        let limiter = Arc::new(edge::rate::RateLimiter::new(
+            self.edge.event_rate,
+            self.edge.event_burst,
+        ));
+        let app = api::app(
+            self.service,
+            Arc::clone(&self.execution),
+            self.authenticator,
+            limiter,
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            edge::guard::guard,
+        ));
+        edge::listener::serve(self.listener, app, &self.edge, self.tls, shutdown)
             .await
             .map_err(ServerError::Serve)?;
         self.execution.shutdown().await;
@@ -155,5 +209,79 @@ impl Server {
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
         Ok(())
+    }
+}
+
+/// Makes apps explicit in data written before they were (once), and makes
+/// sure an admin can get in: with authentication on and no
+/// `AUTOMATA_ADMIN_TOKEN`, a data directory without an admin key gets one,
+/// written to `<data-dir>/admin-token` (mode 0600) — the key is never logged.
+async fn bootstrap(service: &Service, config: &ServerConfig) -> Result<(), ServerError> {
+    let store = Arc::clone(service.store());
+    let now = service.now();
+    let adopted = tokio::task::spawn_blocking(move || store.adopt_apps(now))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+    if !adopted.is_empty() {
+        let ids: Vec<String> = adopted.iter().map(ToString::to_string).collect();
+        tracing::info!(apps = %ids.join(", "), "created the apps found in the data directory");
+    }
+    match &config.auth {
+        AuthMode::Off => {
+            tracing::warn!(
+                listen = %config.listen,
+                "authentication is OFF (--no-auth): every request may do everything"
+            );
+            return Ok(());
+        }
+        AuthMode::Required {
+            admin_token_sha256: Some(_),
+        } => return Ok(()),
+        AuthMode::Required { .. } => {}
+    }
+    if !service
+        .keys(None)
+        .await
+        .map_err(ServerError::Bootstrap)?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let issued = service
+        .create_admin_key("bootstrap")
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    write_secret(&path, &issued.secret).map_err(|source| ServerError::AdminToken {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(
+        path = %path.display(),
+        key = %issued.record.key.id,
+        "created the first admin key; it is in this file (readable by this user only)"
+    );
+    Ok(())
+}
+
+/// Writes `secret` to a file only its owner can read.
+fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        writeln!(file, "{secret}")?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path)?;
+        writeln!(file, "{secret}")?;
+        file.sync_all()
     }
 }

@@ -11,11 +11,13 @@ use automata::domain::run::{Run, RunResult, RunStatus};
 use automata::domain::workflow::TriggerInput;
 use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
 use automata::store::{RecordKind, SledStore, StoreOptions};
-use automata_e2e::guest;
+use automata_e2e::{ADMIN_TOKEN, guest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+mod auth;
 mod common;
+mod edge;
 use common::InProcessServer;
 
 /// A server running in this process on 127.0.0.1:0, with a client.
@@ -41,9 +43,18 @@ impl TestServer {
 
     async fn start_settings(data_dir: &Path, settings: ServiceSettings) -> Self {
         let server = InProcessServer::start(data_dir, settings, Default::default()).await;
+        Self::around(server)
+    }
+
+    /// A server as `config` says.
+    async fn start_config(config: automata::server::ServerConfig) -> Self {
+        Self::around(InProcessServer::start_config(config).await)
+    }
+
+    fn around(server: InProcessServer) -> Self {
         TestServer {
             base: server.base.clone(),
-            client: reqwest::Client::new(),
+            client: common::admin_client(),
             service: Arc::clone(&server.service),
             server,
         }
@@ -210,6 +221,8 @@ async fn uploads_each_example_and_stores_the_same_bytes_once() {
     );
 
     // Configs are per app.
+    let (status, _) = server.post("/apps", json!({"id": "other-app"})).await;
+    assert_eq!(status, StatusCode::CREATED);
     let (_, other) = server.get("/apps/other-app/configs").await;
     assert_eq!(other, json!({"data": []}));
     assert_error(
@@ -386,17 +399,23 @@ async fn refusals_reach_a_client_still_sending_its_body() {
     }
     // A body announced larger than the server would ever drain is not waited
     // for: the answer comes at once.
-    let head = "POST /apps/default/configs HTTP/1.1\r\nHost: test\r\n\
-                Content-Type: application/wasm\r\nContent-Length: 1073741824\r\n\r\n";
+    let head = &format!(
+        "POST /apps/default/configs HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Authorization: Bearer {ADMIN_TOKEN}\r\n\
+                Content-Type: application/wasm\r\nContent-Length: 1073741824\r\n\r\n"
+    );
     assert_eq!(
         raw_request(&server.base, head, b"\0asm").await,
         "HTTP/1.1 413 Payload Too Large"
     );
     // A client waiting for `100 Continue` before sending an oversized body is
     // answered without being asked for it.
-    let head = "POST /apps/default/configs HTTP/1.1\r\nHost: test\r\n\
+    let head = &format!(
+        "POST /apps/default/configs HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Authorization: Bearer {ADMIN_TOKEN}\r\n\
                 Content-Type: application/wasm\r\nContent-Length: 163840\r\n\
-                Expect: 100-continue\r\n\r\n";
+                Expect: 100-continue\r\n\r\n"
+    );
     assert_eq!(
         raw_request(&server.base, head, b"").await,
         "HTTP/1.1 413 Payload Too Large"
@@ -678,6 +697,8 @@ async fn lookup_keys_are_unique_and_lists_filter_by_type() {
         &["onboarding"],
     );
     // The same key in another app is fine.
+    let (status, _) = server.post("/apps", json!({"id": "other"})).await;
+    assert_eq!(status, StatusCode::CREATED);
     let (status, _) = server
         .post(
             "/apps/other/automations",
@@ -1674,7 +1695,16 @@ async fn uploads_beyond_the_compile_bound_get_503_with_retry_after() {
         upload_compile_wait: std::time::Duration::ZERO,
         ..ServiceSettings::default()
     };
-    let server = TestServer::start_settings(dir.path(), settings).await;
+    // More uploads in progress than compiles: the compile bound answers.
+    let config = automata::server::ServerConfig {
+        service: settings,
+        edge: automata::edge::EdgeConfig {
+            max_uploads: 16,
+            ..Default::default()
+        },
+        ..common::config(dir.path())
+    };
+    let server = TestServer::start_config(config).await;
     let bytes = guest("welcome-new-members");
     // The same bytes under new names: each upload compiles.
     let mut uploads = tokio::task::JoinSet::new();

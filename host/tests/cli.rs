@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Output, Stdio};
 
 use automata::store::{RecordKind, SledStore, StoreOptions};
-use automata_e2e::{ServeProcess, guest_path, spawn_serve};
+use automata_e2e::{ADMIN_TOKEN, ServeProcess, guest_path, spawn_serve};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_automata");
@@ -36,7 +36,9 @@ impl Server {
     fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = Command::new(BIN);
         command.args(args).env("AUTOMATA_URL", &self.url);
-        run(command, env)
+        let mut env = env.to_vec();
+        env.insert(0, ("AUTOMATA_TOKEN", ADMIN_TOKEN));
+        run(command, &env)
     }
 
     /// Runs a command that must succeed with `-o json` and returns its JSON.
@@ -580,6 +582,7 @@ fn a_reader_that_stops_early_is_not_an_error() {
     let mut child = Command::new(BIN)
         .args(["list", "events"])
         .env("AUTOMATA_URL", &server.url)
+        .env("AUTOMATA_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -594,6 +597,7 @@ fn a_reader_that_stops_early_is_not_an_error() {
 #[test]
 fn apps_come_from_the_flag_or_the_environment() {
     let server = Server::start();
+    server.cli(&["create", "app", "team-a"]).ok();
     let args = [
         "create",
         "automation",
@@ -1142,4 +1146,131 @@ fn doctor_checks_a_stopped_servers_store_and_refuses_a_running_one() {
     let path = empty.path().to_str().unwrap();
     cli_without_server(&["doctor", "--data-dir", path], &[])
         .fails_with(1, "holds no automata store");
+}
+
+#[test]
+fn apps_and_keys_are_made_listed_and_revoked_from_the_cli() {
+    let server = Server::start();
+    let created = server
+        .cli(&["create", "app", "acme", "-n", "Acme Inc"])
+        .ok();
+    assert_eq!(created.stdout.trim(), "Created app acme (Acme Inc).");
+    let apps = server.cli(&["list", "apps"]).ok();
+    assert!(apps.stdout.starts_with("ID"), "{}", apps.stdout);
+    assert!(
+        apps.stdout.contains("acme") && apps.stdout.contains("Acme Inc"),
+        "{}",
+        apps.stdout
+    );
+
+    let key = server
+        .cli(&[
+            "create", "key", "--app", "acme", "--role", "events", "-n", "producer",
+        ])
+        .ok();
+    assert!(
+        key.stdout.contains("Role:") && key.stdout.contains("events"),
+        "{}",
+        key.stdout
+    );
+    assert!(key.stdout.contains("shown only now"), "{}", key.stdout);
+    let json = server.json(&[
+        "create",
+        "key",
+        "--app",
+        "acme",
+        "--role",
+        "read",
+        "-n",
+        "dashboard",
+    ]);
+    let secret = json["key_secret"].as_str().unwrap().to_owned();
+    let key_id = json["id"].as_str().unwrap().to_owned();
+
+    // The read key reads its app and nothing else.
+    let read = Command::new(BIN);
+    let mut read = read;
+    read.args(["list", "automations", "--app", "acme"])
+        .env("AUTOMATA_URL", &server.url);
+    run(read, &[("AUTOMATA_TOKEN", &secret)]).ok();
+    let mut other = Command::new(BIN);
+    other
+        .args(["list", "automations"])
+        .env("AUTOMATA_URL", &server.url);
+    run(other, &[("AUTOMATA_TOKEN", &secret)]).fails_with(
+        1,
+        "this key belongs to app `acme` and cannot act on app `default`",
+    );
+
+    let keys = server.cli(&["list", "keys", "--app", "acme"]).ok();
+    assert!(
+        keys.stdout.contains(&secret[..11]),
+        "the prefix: {}",
+        keys.stdout
+    );
+    assert!(
+        !keys.stdout.contains(&secret),
+        "never the key: {}",
+        keys.stdout
+    );
+    assert!(
+        keys.stdout.contains("dashboard") && keys.stdout.contains("never"),
+        "{}",
+        keys.stdout
+    );
+    server
+        .cli(&["delete", "key", &key_id, "--app", "acme"])
+        .ok();
+    let mut revoked = Command::new(BIN);
+    revoked
+        .args(["list", "automations", "--app", "acme"])
+        .env("AUTOMATA_URL", &server.url);
+    run(revoked, &[("AUTOMATA_TOKEN", &secret)]).fails_with(1, "unknown or revoked");
+
+    server
+        .cli(&[
+            "create", "key", "--app", "acme", "--role", "admin", "-n", "x",
+        ])
+        .fails_with(2, "invalid value 'admin'");
+    server.cli(&["delete", "app", "acme"]).ok();
+    server
+        .cli(&["list", "automations", "--app", "acme"])
+        .fails_with(1, "app `acme` does not exist");
+}
+
+#[test]
+fn the_cli_talks_https_to_a_server_with_its_own_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
+    let ServeProcess { child, url } = spawn_serve(
+        BIN,
+        data.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let server = Server {
+        child,
+        url: url.replace("127.0.0.1", "localhost"),
+        _data: data,
+    };
+    assert!(
+        server.url.starts_with("https://localhost:"),
+        "{}",
+        server.url
+    );
+    let ca = tls.join("ca.pem");
+    let listed = server
+        .cli_with_env(
+            &["list", "apps"],
+            &[("AUTOMATA_CA_CERT", ca.to_str().unwrap())],
+        )
+        .ok();
+    assert!(listed.stdout.contains("default"), "{}", listed.stdout);
+    // Without the CA the certificate is not trusted.
+    server.cli(&["list", "apps"]).fails_with(1, "");
 }

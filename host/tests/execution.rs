@@ -28,7 +28,7 @@ impl Api {
     fn new(base: String) -> Self {
         Api {
             base,
-            client: reqwest::Client::new(),
+            client: common::admin_client(),
         }
     }
 
@@ -247,6 +247,8 @@ async fn an_event_fans_out_to_exactly_the_matching_running_automations() {
     let api = &server.api;
     let welcome = api.upload("default", "welcome-new-members").await;
     let sleeper = api.upload("default", "sleeper").await;
+    let (code, _) = api.post("/apps", json!({"id": "other"})).await;
+    assert_eq!(code, StatusCode::CREATED);
     let other_welcome = api.upload("other", "welcome-new-members").await;
     let joined = |config: &str| json!({"type": "trigger", "trigger": "thread.member_joined", "config_id": config});
     let running = api.automation("default", joined(&welcome), true).await;

@@ -4,8 +4,18 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use automata_e2e::spawn_serve;
+use automata_e2e::{ADMIN_TOKEN, spawn_serve};
 use serde_json::{Value, json};
+
+fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {ADMIN_TOKEN}").parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 struct Serve {
     child: Child,
@@ -34,7 +44,7 @@ impl Serve {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_on_sigterm_and_restarts_on_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
+    let client = admin_client();
     let server = start(dir.path());
     let created: Value = client
         .post(format!("{}/apps/default/automations", server.base))

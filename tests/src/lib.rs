@@ -44,6 +44,10 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{} ({e})", missing(&path)))
 }
 
+/// The admin key every test server is started with (`AUTOMATA_ADMIN_TOKEN`
+/// for [`spawn_serve`]; the in-process servers use it too).
+pub const ADMIN_TOKEN: &str = "test-admin-token-not-secret-0123456789abcdef";
+
 /// `automata serve` running as a child process on a free loopback port.
 pub struct ServeProcess {
     /// The process: the caller stops it (SIGTERM, SIGKILL) and waits for it.
@@ -53,8 +57,8 @@ pub struct ServeProcess {
 }
 
 /// Starts `<binary> serve --listen 127.0.0.1:0 --data-dir <data_dir> <extra…>`
-/// (pass `env!("CARGO_BIN_EXE_automata")`) and waits for the line announcing
-/// its address. Its stdout keeps being read, so the server never blocks on a
+/// (pass `env!("CARGO_BIN_EXE_automata")`) with [`ADMIN_TOKEN`] as its admin
+/// key, and waits for the line announcing its address. Its stdout keeps being read, so the server never blocks on a
 /// full pipe; its logs (stderr) are discarded.
 ///
 /// # Panics
@@ -64,6 +68,7 @@ pub fn spawn_serve(binary: &str, data_dir: &Path, extra: &[&str]) -> ServeProces
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
+        .env("AUTOMATA_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -84,16 +89,24 @@ pub fn spawn_serve(binary: &str, data_dir: &Path, extra: &[&str]) -> ServeProces
     ServeProcess { child, url }
 }
 
-/// The first `http://127.0.0.1:PORT` in `line`.
+/// The first `http://127.0.0.1:PORT` (or `https://…`) in `line`.
 fn loopback_url(line: &str) -> Option<String> {
-    const PREFIX: &str = "http://127.0.0.1:";
-    let start = line.find(PREFIX)?;
+    const HOST: &str = "://127.0.0.1:";
+    let at = line.find(HOST)?;
+    let start = if line[..at].ends_with("https") {
+        at - 5
+    } else if line[..at].ends_with("http") {
+        at - 4
+    } else {
+        return None;
+    };
     let rest = &line[start..];
-    let digits = rest[PREFIX.len()..]
+    let prefix = at - start + HOST.len();
+    let digits = rest[prefix..]
         .chars()
         .take_while(char::is_ascii_digit)
         .count();
-    (digits > 0).then(|| rest[..PREFIX.len() + digits].to_owned())
+    (digits > 0).then(|| rest[..prefix + digits].to_owned())
 }
 
 #[cfg(test)]
@@ -107,6 +120,10 @@ mod tests {
             Some("http://127.0.0.1:40087")
         );
         assert_eq!(loopback_url("listening on http://127.0.0.1:"), None);
+        assert_eq!(
+            loopback_url("automata listening on https://127.0.0.1:7443 (data in d)").as_deref(),
+            Some("https://127.0.0.1:7443")
+        );
         assert_eq!(loopback_url("no address"), None);
     }
 }

@@ -1,7 +1,7 @@
 //! JSON errors: `{"error": {"code", "message"}}` with the matching status.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -17,9 +17,13 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_request` (400, and 405 for a method a path does not have),
-    /// `not_found` (404), `conflict` (409), `payload_too_large` (413),
-    /// `unprocessable` (422), `too_many_requests` (429), `internal` (500) or
-    /// `unavailable` (503: the host is shutting down, or too busy — then with
+    /// `unauthorized` (401: no key, or an unknown, revoked or expired one),
+    /// `forbidden` (403: the key's app or role does not allow it, or a
+    /// cross-origin change), `not_found` (404), `request_timeout` (408),
+    /// `conflict` (409), `payload_too_large` (413), `unsupported_media_type`
+    /// (415), `misdirected_request` (421: a `Host` not served here),
+    /// `unprocessable` (422), `too_many_requests` (429, with `Retry-After`),
+    /// `internal` (500) or `unavailable` (503: shutting down, or busy, with
     /// `Retry-After`).
     #[schema(example = "invalid_request")]
     pub code: &'static str,
@@ -33,29 +37,87 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Seconds for a `Retry-After` header (a 503 for a busy host).
-    retry_after: Option<u64>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    /// An error with this status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
     /// A 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_request",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// A 401 `unauthorized`, with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            headers: vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+        }
+    }
+
+    /// A 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 408 `request_timeout`: the request did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
+    /// A 415 `unsupported_media_type`: the body is not of the type the route takes.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    /// A 421 `misdirected_request`: a `Host` this server does not answer for.
+    pub fn misdirected(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            message,
+        )
+    }
+
+    /// An error with this status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same error with a header added to its answer.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// A 404 `not_found`.
@@ -64,7 +126,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -74,7 +136,7 @@ impl ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -84,7 +146,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "too_many_requests",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -94,7 +156,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -114,7 +176,7 @@ impl ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "invalid_request",
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -132,17 +194,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ServiceError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
-        let retry_after = match &error {
+        let headers = match &error {
             ServiceError::Busy {
                 retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            _ => None,
+            } => vec![(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))],
+            _ => Vec::new(),
         };
         ApiError {
             status,
             code,
             message: error.to_string(),
-            retry_after,
+            headers,
         }
     }
 }
@@ -156,11 +218,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        response.headers_mut().extend(self.headers);
         response
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
@@ -55,7 +55,8 @@ impl From<ExecutionError> for ApiError {
             ExecutionError::InvalidEvent(_) | ExecutionError::InvalidInput(_) => {
                 ApiError::invalid(message)
             }
-            ExecutionError::QueueFull(_) => ApiError::too_many_requests(message),
+            ExecutionError::QueueFull(_) => ApiError::too_many_requests(message)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             ExecutionError::NotFound(_) => ApiError::not_found(message),
             ExecutionError::Conflict(_) => ServiceError::Conflict(message).into(),
             ExecutionError::Unprocessable(_) => ServiceError::Unprocessable(message).into(),

@@ -13,8 +13,8 @@ use super::strict::Strict;
 use crate::domain::ids::AppId;
 use crate::domain::json;
 
-/// A JSON request body. The Content-Type is not checked (so `curl -d` works);
-/// unknown fields are refused by the target types.
+/// A JSON request body (the edge has checked its Content-Type, see
+/// [`crate::edge::guard`]); unknown fields are refused by the target types.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {

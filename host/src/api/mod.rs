@@ -3,7 +3,9 @@
 //!
 //! Handlers parse and shape; every rule lives in the [`Service`].
 
+pub mod access;
 pub mod admin;
+pub mod apps;
 pub mod automations;
 pub mod configs;
 pub mod drain;
@@ -26,8 +28,9 @@ use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
+use crate::edge::rate::RateLimiter;
 use crate::execution::Execution;
-use crate::service::Service;
+use crate::service::{Authenticator, Service};
 use error::ApiError;
 
 /// Largest JSON request body ([`crate::domain::json::MAX_BODY_BYTES`]).
@@ -42,6 +45,13 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
                        Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
+        apps::create,
+        apps::list,
+        apps::show,
+        apps::delete,
+        apps::create_key,
+        apps::list_keys,
+        apps::delete_key,
         automations::list,
         automations::create,
         automations::show,
@@ -68,6 +78,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         admin::discard,
     ),
     tags(
+        (name = "apps", description = "Apps (namespaces) and their API keys"),
         (name = "automations", description = "Automations and their lifecycle"),
         (name = "runs", description = "Automation runs"),
         (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
@@ -77,16 +88,33 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
 )]
 pub struct ApiDoc;
 
-/// The whole API: the control plane's routes and the execution plane's, the
-/// admin routes, JSON 404s and 405s for the rest, query parameters a route
-/// does not take refused ([`query::refuse_unknown_query`]), JSON 414s and
-/// 431s ([`edge::protocol_limits`]), and every request's unread body drained
+/// The whole API: the control plane's routes, the execution plane's and the
+/// admin routes, each behind its access decision ([`access::authorize`]),
+/// JSON 404s and 405s for the rest, query parameters a route does not take
+/// refused ([`query::refuse_unknown_query`]), JSON 414s and 431s
+/// ([`edge::protocol_limits`]), and every request's unread body drained
 /// before its answer ([`drain::drain_unread_body`]).
-pub fn app(service: Arc<Service>, execution: Arc<Execution>) -> Router {
+pub fn app(
+    service: Arc<Service>,
+    execution: Arc<Execution>,
+    authenticator: Arc<Authenticator>,
+    intake_limiter: Arc<RateLimiter>,
+) -> Router {
     let query_parameters = Arc::new(query::QueryParameters::from_openapi(&ApiDoc::openapi()));
+    let access = access::AccessState {
+        authenticator,
+        service: Arc::clone(&service),
+        intake_limiter,
+    };
     router(Arc::clone(&service))
+        .merge(apps::routes(Arc::clone(&service), Arc::clone(&execution)))
         .merge(execution::routes(Arc::clone(&service), execution))
         .merge(admin::routes(service))
+        // After every merge: a route layer covers the routes present.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access,
+            access::authorize,
+        ))
         // After the merge: the 405 fallback is set on the routes present.
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,4 +1,4 @@
-//! `automata create automation|config`.
+//! `automata create automation|config|app|key`.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -48,6 +48,15 @@ enum What {
   automata create config --file target/guests/welcome-new-members.wasm
   automata create config --file workflow.wasm -n \"Welcome v2\" -o json")]
     Config(CreateConfig),
+    /// Create an app (admin key): a namespace for automations, configs, runs and keys.
+    #[command(after_help = "Example:
+  automata create app acme -n \"Acme Inc\"")]
+    App(super::tenancy::CreateApp),
+    /// Create an API key for the app (admin key); the key is shown once.
+    #[command(after_help = "Examples:
+  automata create key --app acme --role events -n \"billing producer\"
+  automata create key --app acme --role read -n \"dashboard\" --expires-at 2027-01-01T00:00:00Z")]
+    Key(super::tenancy::CreateKey),
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +193,8 @@ impl Create {
         let (api, out) = self.connection.open()?;
         let now = chrono::Utc::now();
         match self.what {
+            What::App(app) => return super::tenancy::create_app(app, &self.connection).await,
+            What::Key(key) => return super::tenancy::create_key(key, &self.connection).await,
             What::Automation(automation) => {
                 let mut body = Map::new();
                 body.insert("name".into(), json!(automation.name));

@@ -1,4 +1,4 @@
-//! `automata delete automation|config`.
+//! `automata delete automation|config|app|key`.
 
 use std::process::ExitCode;
 
@@ -38,15 +38,26 @@ enum What {
         #[arg(value_name = "CONFIG_ID")]
         id: String,
     },
+    /// Delete an app and everything in it (admin key).
+    #[command(after_help = "Examples:
+  automata delete app acme
+  automata delete app acme --force")]
+    App(super::tenancy::DeleteApp),
+    /// Revoke an API key of the app (admin key): it stops working at once.
+    #[command(after_help = "Example:
+  automata delete key key_abc123 --app acme")]
+    Key(super::tenancy::DeleteKey),
 }
 
 impl Delete {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let (api, out) = self.connection.open()?;
         let (noun, collection, id) = match self.what {
             What::Automation { id } => ("automation", "automations", id),
             What::Config { id } => ("config", "configs", id),
+            What::App(app) => return super::tenancy::delete_app(app, &self.connection).await,
+            What::Key(key) => return super::tenancy::delete_key(key, &self.connection).await,
         };
+        let (api, out) = self.connection.open()?;
         api.delete(&[collection, &id]).await?;
         if out.is_json() {
             out.json(&json!({"id": id, "deleted": true}));

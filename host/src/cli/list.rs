@@ -1,4 +1,4 @@
-//! `automata list automations|automationruns|configs|events`.
+//! `automata list automations|automationruns|configs|events|apps|keys`.
 
 use std::process::ExitCode;
 
@@ -62,6 +62,15 @@ enum What {
   automata list events"
     )]
     Events,
+    /// List apps (admin key).
+    #[command(alias = "app", after_help = "Example:\n  automata list apps")]
+    Apps,
+    /// List the app's API keys (admin key): never the keys themselves.
+    #[command(
+        alias = "key",
+        after_help = "Example:\n  automata list keys --app acme"
+    )]
+    Keys,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +97,8 @@ impl List {
         let (api, out) = self.connection.open()?;
         let now = chrono::Utc::now();
         match self.what {
+            What::Apps => return super::tenancy::list_apps(&self.connection).await,
+            What::Keys => return super::tenancy::list_keys(&self.connection).await,
             What::Automations { kind } => {
                 let query: Vec<_> = kind.map(|k| ("type", api_name(k))).into_iter().collect();
                 let list = api.get(&["automations"], &query).await?;

@@ -16,6 +16,7 @@ mod run;
 mod run_local;
 mod send;
 mod serve;
+mod tenancy;
 mod update;
 mod views;
 

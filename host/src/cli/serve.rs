@@ -8,18 +8,23 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use crate::edge::{EdgeConfig, TlsFiles};
 use crate::execution::ExecutionConfig;
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
-use crate::service::{DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
+use crate::service::{AuthMode, DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
 use crate::store::{Durability, StoreOptions};
 
 /// Run the server: the REST API over an embedded store in the data directory
 ///
-/// Stops cleanly on Ctrl-C or SIGTERM (in-flight requests finish, the store is
-/// flushed).
+/// Every request needs an API key (`Authorization: Bearer <key>`). The first
+/// start writes an admin key to <data-dir>/admin-token (unless
+/// AUTOMATA_ADMIN_TOKEN gives one). Stops cleanly on Ctrl-C or SIGTERM
+/// (in-flight requests finish, the store is flushed).
 ///
-/// Example:
-///   automata serve --data-dir /var/lib/automata --listen 0.0.0.0:7070
+/// Examples:
+///   automata serve --data-dir /var/lib/automata --listen 127.0.0.1:7070
+///   automata serve --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem \
+///     --public-url https://automata.example.com:7443
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct Serve {
@@ -46,7 +51,55 @@ pub struct Serve {
     /// Seconds running runs get to finish on shutdown before they are cancelled.
     #[arg(long, default_value_t = ExecutionConfig::default().shutdown_grace.as_secs())]
     shutdown_grace: u64,
+    /// Turn authentication off, for local development: every request may do
+    /// everything. Refused unless the listen address is loopback.
+    #[arg(long)]
+    no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// The URL clients reach this server at: its host is answered and its
+    /// origin may send changes.
+    #[arg(long, env = "AUTOMATA_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    public_url: Option<reqwest::Url>,
+    /// Another host name requests may name (`Host` header); repeatable.
+    /// Loopback names and the listen address are always answered.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// Most connections open at once (the idlest is closed for a newcomer).
+    #[arg(long, default_value_t = EdgeConfig::default().max_connections)]
+    max_connections: usize,
+    /// Most requests in progress at once, reads and changes each; past it 503.
+    #[arg(long, default_value_t = EdgeConfig::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Most component uploads in progress at once; past it 503.
+    #[arg(long, default_value_t = EdgeConfig::default().max_uploads)]
+    max_uploads: usize,
+    /// Seconds a client has to send a request's headers (and the longest a
+    /// connection stays idle), and between the bytes of a body.
+    #[arg(long, default_value_t = EdgeConfig::default().header_timeout.as_secs())]
+    request_timeout: u64,
+    /// Events per second each key may send; past it 429.
+    #[arg(long, default_value_t = EdgeConfig::default().event_rate)]
+    event_rate: f64,
+    /// Events a key may send at once above --event-rate.
+    #[arg(long, default_value_t = EdgeConfig::default().event_burst)]
+    event_burst: u32,
 }
+
+fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(_)) => Ok(url),
+        _ => Err("expected an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// An admin key given to the server (never stored, never logged).
+const ADMIN_TOKEN_ENV: &str = "AUTOMATA_ADMIN_TOKEN";
 
 fn parse_flush(text: &str) -> Result<Durability, String> {
     if text == "always" {
@@ -60,6 +113,32 @@ fn parse_flush(text: &str) -> Result<Durability, String> {
 }
 
 impl Serve {
+    fn edge(&self) -> EdgeConfig {
+        let mut allowed_hosts = self.allowed_hosts.clone();
+        let mut allowed_origins = Vec::new();
+        if let Some(url) = &self.public_url {
+            allowed_hosts.extend(url.host_str().map(str::to_owned));
+            allowed_origins.push(url.origin().ascii_serialization());
+        }
+        let timeout = Duration::from_secs(self.request_timeout.max(1));
+        EdgeConfig {
+            allowed_hosts,
+            allowed_origins,
+            header_timeout: timeout,
+            body_timeout: timeout,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+            max_uploads: self.max_uploads,
+            event_rate: self.event_rate,
+            event_burst: self.event_burst,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| TlsFiles { cert, key }),
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         tracing_subscriber::fmt()
             .with_env_filter(
@@ -75,6 +154,16 @@ impl Serve {
     }
 
     async fn serve(self) -> anyhow::Result<()> {
+        let edge = self.edge();
+        let auth = if self.no_auth {
+            AuthMode::Off
+        } else {
+            // From the environment only: a flag would show in `ps`.
+            let token = std::env::var(ADMIN_TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty());
+            AuthMode::required(token.as_deref()).map_err(anyhow::Error::msg)?
+        };
         let config = ServerConfig {
             data_dir: self.data_dir,
             listen: self.listen,
@@ -94,11 +183,19 @@ impl Serve {
                 queue_capacity: self.queue_capacity,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
             },
+            auth,
+            edge,
         };
+        raise_open_files_limit();
         let server = Server::bind(&config).await?;
+        let scheme = if config.edge.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // Scripts and tests read the address from this line.
         println!(
-            "automata listening on http://{} (data in {})",
+            "automata listening on {scheme}://{} (data in {})",
             server.local_addr(),
             config.data_dir.display()
         );
@@ -131,4 +228,34 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Raises the soft limit on open files to the hard limit, so the connection
+/// cap, not the descriptor limit, decides when connections are refused.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write `limit`, a valid
+        // rlimit owned by this frame.
+        let raised = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some(before)
+        };
+        match raised {
+            Some(before) => tracing::debug!(
+                from = before,
+                to = limit.rlim_max,
+                "raised the open files limit"
+            ),
+            None => tracing::warn!("cannot raise the open files limit"),
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! Identifiers: app ids (chosen by operators) and the `aut_`, `atr_`, `cfg_`
-//! ids the host mints.
+//! Identifiers: app ids (chosen by operators) and the `aut_`, `atr_`, `cfg_`,
+//! `key_` ids the host mints.
 //!
 //! A minted id is a prefix plus 26 lowercase Crockford base32 characters
 //! encoding 128 bits: 48 bits of milliseconds since the Unix epoch, then 80
@@ -141,6 +141,12 @@ minted_id!(
     ConfigId,
     "cfg_",
     "config"
+);
+minted_id!(
+    /// An API key's public id (`key_…`); the secret itself is never stored.
+    KeyId,
+    "key_",
+    "API key"
 );
 
 /// An app: the namespace every automation, config and run lives in.

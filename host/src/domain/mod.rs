@@ -3,6 +3,8 @@
 //! Nothing in here does IO (no sockets, files, clocks or threads): callers pass
 //! the current time in, so every rule is unit-tested in isolation.
 
+pub mod access;
+pub mod app;
 pub mod automation;
 pub mod catchup;
 pub mod config;

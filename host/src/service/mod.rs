@@ -8,6 +8,7 @@
 //! Every automation change is broadcast ([`Service::subscribe`]) so a
 //! scheduler can wake up.
 
+mod access;
 mod quarantine;
 
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,10 @@ use crate::domain::run::{Run, RunStatus};
 use crate::domain::schedule::{DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, SchedulePreview};
 use crate::runner::{ComponentDigest, Runner};
 use crate::store::{Cancellation, Store, StoreError};
+pub use access::{
+    AuthError, AuthMode, Authenticator, CreatedKey, ENV_ADMIN_KEY_ID, MIN_ADMIN_TOKEN_LEN,
+    app_missing,
+};
 pub use quarantine::{DEFAULT_QUARANTINE_LIMIT, MAX_QUARANTINE_LIMIT, QuarantinePage};
 
 /// Default largest component upload: 20 MiB.
@@ -325,6 +330,8 @@ impl Service {
         config::validate_name(&name).map_err(ServiceError::InvalidRequest)?;
 
         let _guard = self.control.lock().await;
+        // Under the lock: an app being deleted takes it too.
+        self.app(app).await?;
         if let Some(config) = self.same_upload(app, &digest, Some(&name)).await? {
             return Ok(Upload {
                 config,
@@ -468,6 +475,7 @@ impl Service {
         let automation = Automation::create(id, app.clone(), new, self.now())?;
         self.check_limits(&automation)?;
         let _guard = self.control.lock().await;
+        self.app(app).await?;
         self.config_of(&automation).await?;
         let stored = automation.clone();
         self.blocking(move |store| store.insert_automation(&stored))

@@ -5,6 +5,7 @@
 //! method that changes several keys does so atomically. Methods are blocking:
 //! async callers run them on a blocking thread (the service does).
 
+mod access;
 mod execution;
 mod quarantine;
 mod sled_store;
@@ -17,6 +18,7 @@ use crate::domain::automation::Automation;
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunStatus, RunTransitionError};
+pub use access::AccessStore;
 pub use execution::{EventRecord, ExecutionStore};
 pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
 pub use sled_store::{PROGRESS_FLUSH_DELAY, SledStore};
@@ -90,9 +92,9 @@ impl Default for StoreOptions {
     }
 }
 
-/// Everything the host persists: configs (metadata, and component bytes
-/// stored once per digest), automations and runs.
-pub trait Store: ExecutionStore + QuarantineStore + Send + Sync + 'static {
+/// Everything the host persists: apps and keys, configs (metadata, and
+/// component bytes stored once per digest), automations and runs.
+pub trait Store: ExecutionStore + QuarantineStore + AccessStore + Send + Sync + 'static {
     /// Stores a config and, unless a config with the same digest already holds
     /// them, its component bytes.
     fn insert_config(&self, config: &Config, component: &[u8]) -> Result<(), StoreError>;

@@ -16,12 +16,14 @@
 //! | | `rs/{status}/{atr_id}` | (runs by status, every app) |
 //! | | `br/sha256:{hex}` | how many configs use the blob (u64 BE) |
 //! | `quarantine` | `m/{id}`, `v/{id}` | unreadable records moved aside (`quarantine.rs`) |
+//! | `apps`, `keys` | see `access.rs` | apps and API keys |
 //!
 //! Ids sort by creation time, so an automation's runs newest-first are a
 //! reverse range scan of `ar/…` (or `as/…` for one status), and a cursor is the
 //! last id returned: runs created later sort after it and cannot shift a page.
 //! Every multi-key change is one transaction over all five trees.
 
+mod access;
 mod execution;
 mod group_commit;
 mod quarantine;
@@ -63,6 +65,9 @@ pub struct SledStore {
     index: Tree,
     /// Records that could not be read back, moved aside.
     quarantine: Tree,
+    /// Apps and API keys (`access.rs`), outside the five-tree transactions.
+    apps: Tree,
+    keys: Tree,
 }
 
 type TxError = ConflictableTransactionError<TxAbort>;
@@ -290,6 +295,8 @@ impl SledStore {
             blobs: tree("blobs")?,
             index: tree("index")?,
             quarantine: tree("quarantine")?,
+            apps: tree("apps")?,
+            keys: tree("keys")?,
             group_commit: match options.durability {
                 Durability::Immediate => Some(GroupCommit::start(db.clone())?),
                 Durability::Interval(_) => None,

@@ -7,10 +7,24 @@ use std::sync::Arc;
 
 use automata::execution::ExecutionConfig;
 use automata::server::{Server, ServerConfig};
-use automata::service::{Service, ServiceSettings};
+use automata::service::{AuthMode, Service, ServiceSettings};
 use automata::store::StoreOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The test servers' configuration: loopback port 0, [`automata_e2e::ADMIN_TOKEN`]
+/// as admin key, defaults for the rest.
+pub fn config(data_dir: &Path) -> ServerConfig {
+    ServerConfig {
+        data_dir: data_dir.to_owned(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        store: StoreOptions::default(),
+        service: ServiceSettings::default(),
+        execution: ExecutionConfig::default(),
+        auth: AuthMode::required(Some(automata_e2e::ADMIN_TOKEN)).unwrap(),
+        edge: Default::default(),
+    }
+}
 
 /// `Server::serve` on a task of the test's runtime, until [`Self::stop`].
 pub struct InProcessServer {
@@ -29,14 +43,22 @@ impl InProcessServer {
         execution: ExecutionConfig,
     ) -> Self {
         let config = ServerConfig {
-            data_dir: data_dir.to_owned(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            store: StoreOptions::default(),
             service,
             execution,
+            ..config(data_dir)
         };
+        Self::start_config(config).await
+    }
+
+    /// A server as `config` says, on `config.listen`.
+    pub async fn start_config(config: ServerConfig) -> Self {
         let server = Server::bind(&config).await.expect("server starts");
-        let base = format!("http://{}", server.local_addr());
+        let scheme = if config.edge.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://{}", server.local_addr());
         let service = Arc::clone(server.service());
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -61,4 +83,23 @@ impl InProcessServer {
         self.stop.send(()).unwrap();
         self.task.await.unwrap();
     }
+}
+
+/// A client that sends the test servers' admin key with every request.
+pub fn admin_client() -> reqwest::Client {
+    client_with_key(automata_e2e::ADMIN_TOKEN)
+}
+
+/// A client that sends `key` as its bearer token with every request.
+#[allow(dead_code)] // Not every test binary sends app keys.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {key}")
+        .parse()
+        .expect("a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }

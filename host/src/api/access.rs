@@ -1,0 +1,203 @@
+//! Authentication and authorization: one decision per route, enforced by one
+//! middleware ([`authorize`]) around every route.
+//!
+//! [`DECISIONS`] maps each route (method and path template) to what it needs.
+//! A route without a decision is refused for everyone (500 naming the route),
+//! so adding a route forces a decision; `host/tests/api.rs` checks every
+//! route of the OpenAPI document against every kind of key.
+//!
+//! For a request the middleware: finds the route's decision; authenticates
+//! the bearer key (401 with `WWW-Authenticate: Bearer`); checks the path's
+//! app id (400); checks the key's app and role (403, naming the key's app or
+//! the role needed — never anything of another app); checks that the path's
+//! app exists (404 `app `x` does not exist`); and hands the [`Principal`] to
+//! the handler as a request extension. Event intake is rate limited per key
+//! (429 with `Retry-After`).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::app_id;
+use crate::domain::access::{Need, Principal, decide};
+use crate::edge::rate::RateLimiter;
+use crate::service::{AuthError, Authenticator, Service};
+
+/// What each route needs. `HEAD` follows `GET`.
+pub const DECISIONS: &[(&str, &str, Need)] = &[
+    ("GET", "/openapi.json", Need::Public),
+    // Apps and keys.
+    ("GET", "/apps", Need::Admin),
+    ("POST", "/apps", Need::Admin),
+    ("GET", "/apps/{app_id}", Need::Read),
+    ("DELETE", "/apps/{app_id}", Need::Admin),
+    ("GET", "/apps/{app_id}/keys", Need::Admin),
+    ("POST", "/apps/{app_id}/keys", Need::Admin),
+    ("DELETE", "/apps/{app_id}/keys/{key_id}", Need::Admin),
+    // Automations.
+    ("GET", "/apps/{app_id}/automations", Need::Read),
+    ("POST", "/apps/{app_id}/automations", Need::Write),
+    ("GET", "/apps/{app_id}/automations/events", Need::Read),
+    ("GET", "/apps/{app_id}/automations/{id}", Need::Read),
+    ("PATCH", "/apps/{app_id}/automations/{id}", Need::Write),
+    ("DELETE", "/apps/{app_id}/automations/{id}", Need::Write),
+    (
+        "POST",
+        "/apps/{app_id}/automations/{id}/activate",
+        Need::Write,
+    ),
+    ("POST", "/apps/{app_id}/automations/{id}/pause", Need::Write),
+    ("POST", "/apps/{app_id}/automations/{id}/reset", Need::Write),
+    // Runs.
+    ("GET", "/apps/{app_id}/automations/{id}/runs", Need::Read),
+    (
+        "GET",
+        "/apps/{app_id}/automations/runs/{run_id}",
+        Need::Read,
+    ),
+    ("POST", "/apps/{app_id}/automations/{id}/run", Need::Write),
+    (
+        "POST",
+        "/apps/{app_id}/automations/runs/{run_id}/cancel",
+        Need::Write,
+    ),
+    (
+        "POST",
+        "/apps/{app_id}/automations/runs/{run_id}/rerun",
+        Need::Write,
+    ),
+    // Configs.
+    ("GET", "/apps/{app_id}/configs", Need::Read),
+    ("POST", "/apps/{app_id}/configs", Need::Write),
+    ("GET", "/apps/{app_id}/configs/{id}", Need::Read),
+    ("DELETE", "/apps/{app_id}/configs/{id}", Need::Write),
+    // Event intake.
+    ("POST", "/apps/{app_id}/events", Need::Intake),
+    // Host-wide operator views.
+    ("GET", "/admin/quarantine", Need::Admin),
+    ("GET", "/admin/quarantine/{id}", Need::Admin),
+    ("DELETE", "/admin/quarantine/{id}", Need::Admin),
+    ("GET", "/admin/quarantine/{id}/bytes", Need::Admin),
+];
+
+/// The decision for `method` on the route `template`, if there is one.
+pub fn decision(method: &Method, template: &str) -> Option<Need> {
+    let method = if method == Method::HEAD {
+        Method::GET.as_str()
+    } else {
+        method.as_str()
+    };
+    DECISIONS
+        .iter()
+        .find(|(m, t, _)| *m == method && *t == template)
+        .map(|(_, _, need)| *need)
+}
+
+/// What the middleware needs.
+#[derive(Clone)]
+pub struct AccessState {
+    pub authenticator: Arc<Authenticator>,
+    pub service: Arc<Service>,
+    /// Event intake per key (429 + `Retry-After` past it).
+    pub intake_limiter: Arc<RateLimiter>,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Store(error) => error.into(),
+            other => ApiError::unauthorized(other.to_string()),
+        }
+    }
+}
+
+/// Middleware (a route layer, so the route is known): authenticates and
+/// authorizes the request per [`DECISIONS`]; see the module docs.
+pub async fn authorize(State(state): State<AccessState>, request: Request, next: Next) -> Response {
+    match check(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn check(state: &AccessState, request: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let Some(template) = parts.extensions.get::<MatchedPath>().cloned() else {
+        return Ok(Request::from_parts(parts, body));
+    };
+    let template = template.as_str();
+    let action = format!("{} {template}", parts.method);
+    let need = decision(&parts.method, template).ok_or_else(|| {
+        tracing::error!(route = %action, "a route without an access decision was refused");
+        ApiError::internal(format!(
+            "{action} has no access decision (api::access::DECISIONS); it is refused"
+        ))
+    })?;
+    if need == Need::Public {
+        return Ok(Request::from_parts(parts, body));
+    }
+    let authorization = parts.headers.get(axum::http::header::AUTHORIZATION);
+    let principal = state
+        .authenticator
+        .authenticate(authorization.map(|v| v.as_bytes()), state.service.now())
+        .await?;
+    let params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;
+    let path_app = params
+        .iter()
+        .find(|(name, _)| *name == "app_id")
+        .map(|(_, raw)| app_id(raw))
+        .transpose()?;
+    decide(&principal, need, path_app.as_ref(), &action)
+        .map_err(|refused| ApiError::forbidden(refused.0))?;
+    if let Some(app) = &path_app {
+        state.service.app(app).await?;
+    }
+    if need == Need::Intake {
+        let bucket = principal.key_id().unwrap_or_else(|| "anyone".to_owned());
+        if let Err(wait) = state
+            .intake_limiter
+            .take(&bucket, std::time::Instant::now())
+        {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(ApiError::too_many_requests(format!(
+                "this key sends events faster than it may; retry in {secs} s"
+            ))
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+    }
+    parts.extensions.insert(principal);
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The key id to record as `created_by` & co.
+pub fn actor(principal: Option<&Principal>) -> Option<String> {
+    principal.and_then(Principal::key_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decision_is_for_one_route_and_changes_need_more_than_read() {
+        for (i, (method, template, need)) in DECISIONS.iter().enumerate() {
+            assert!(
+                DECISIONS[i + 1..]
+                    .iter()
+                    .all(|(m, t, _)| (m, t) != (method, template)),
+                "{method} {template} is decided twice"
+            );
+            if *method != "GET" {
+                assert_ne!(*need, Need::Read, "{method} {template} changes something");
+            }
+        }
+        assert_eq!(decision(&Method::HEAD, "/apps/{app_id}"), Some(Need::Read));
+        assert_eq!(decision(&Method::PUT, "/apps/{app_id}"), None);
+    }
+}

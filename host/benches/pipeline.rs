@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use automata::domain::app::NewApp;
 use automata::domain::automation::{LifecycleAction, NewAutomation};
 use automata::domain::event::IncomingEvent;
 use automata::domain::ids::AppId;
@@ -118,6 +119,11 @@ impl Pipeline {
         execution.follow(service.subscribe());
         execution.start().await.unwrap();
         let app: AppId = "bench".parse().unwrap();
+        let new_app = NewApp {
+            id: app.clone(),
+            name: None,
+        };
+        service.create_app(new_app, None).await.unwrap();
         let upload = service
             .upload_config(&app, None, bytes.to_vec().into())
             .await

@@ -42,6 +42,7 @@ pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("GET", "/apps/{app_id}/automations", Need::Read),
     ("POST", "/apps/{app_id}/automations", Need::Write),
     ("GET", "/apps/{app_id}/automations/events", Need::Read),
+    ("GET", "/apps/{app_id}/automations/schedule", Need::Read),
     ("GET", "/apps/{app_id}/automations/{id}", Need::Read),
     ("PATCH", "/apps/{app_id}/automations/{id}", Need::Write),
     ("DELETE", "/apps/{app_id}/automations/{id}", Need::Write),

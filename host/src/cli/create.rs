@@ -16,7 +16,8 @@ use super::client::Connection;
 use super::output::bytes as human_bytes;
 use super::views;
 
-/// Create an automation, or upload a compiled workflow as a config.
+/// Create an automation, upload a compiled workflow as a config, or create an
+/// app or an API key.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   automata create config --file target/guests/daily-digest.wasm

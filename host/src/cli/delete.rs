@@ -8,7 +8,8 @@ use serde_json::json;
 use super::client::Connection;
 use super::output::outln;
 
-/// Delete an automation (its pending runs are cancelled) or an unused config.
+/// Delete an automation (its pending runs are cancelled), an unused config,
+/// an app (with everything in it) or an API key.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   automata delete automation aut_abc123

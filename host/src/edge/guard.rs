@@ -58,7 +58,7 @@ impl Guard {
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if host == "localhost" || self.hosts.iter().any(|h| *h == host) {
+        if host == "localhost" || self.hosts.contains(&host) {
             return true;
         }
         bare.parse::<IpAddr>()

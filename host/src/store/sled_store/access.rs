@@ -316,8 +316,11 @@ mod tests {
             fx.store.key_by_hash(&reader.secret_sha256).unwrap(),
             Some(reader.clone())
         );
-        assert_eq!(fx.store.keys(None).unwrap(), [admin.clone()]);
-        assert_eq!(fx.store.keys(Some(&app())).unwrap(), [reader.clone()]);
+        assert_eq!(fx.store.keys(None).unwrap(), std::slice::from_ref(&admin));
+        assert_eq!(
+            fx.store.keys(Some(&app())).unwrap(),
+            std::slice::from_ref(&reader)
+        );
         fx.store.touch_key(&reader.key.id, at(9)).unwrap();
         let touched = fx
             .store

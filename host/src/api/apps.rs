@@ -45,6 +45,7 @@ pub struct KeyList {
 /// `?force=true` on `DELETE /apps/:app_id`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteAppQuery {
     /// Pause the app's running automations first instead of refusing (409).
     #[serde(default)]

@@ -1232,6 +1232,28 @@ fn apps_and_keys_are_made_listed_and_revoked_from_the_cli() {
             "create", "key", "--app", "acme", "--role", "admin", "-n", "x",
         ])
         .fails_with(2, "invalid value 'admin'");
+    // Changes name the key that made them.
+    let created = server.json(&[
+        "create",
+        "automation",
+        "--app",
+        "acme",
+        "-n",
+        "Nightly",
+        "-t",
+        "scheduled",
+        "--schedule",
+        "0 0 * * *",
+    ]);
+    let id = created["id"].as_str().unwrap();
+    let shown = server
+        .cli(&["describe", "automation", id, "--app", "acme"])
+        .ok();
+    assert!(
+        shown.stdout.contains("Created by:") && shown.stdout.contains("env"),
+        "{}",
+        shown.stdout
+    );
     server.cli(&["delete", "app", "acme"]).ok();
     server
         .cli(&["list", "automations", "--app", "acme"])

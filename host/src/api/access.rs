@@ -11,7 +11,8 @@
 //! app id (400); checks the key's app and role (403, naming the key's app or
 //! the role needed — never anything of another app); checks that the path's
 //! app exists (404 `app `x` does not exist`); and hands the [`Principal`] to
-//! the handler as a request extension. Event intake is rate limited per key
+//! the handler as a request extension, and its key id as the request's
+//! actor ([`crate::service::current_actor`]) for the audit fields. Event intake is rate limited per key
 //! (429 with `Retry-After`).
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use super::error::ApiError;
 use super::extract::app_id;
 use crate::domain::access::{Need, Principal, decide};
 use crate::edge::rate::RateLimiter;
-use crate::service::{AuthError, Authenticator, Service};
+use crate::service::{AuthError, Authenticator, Service, acting_as};
 
 /// What each route needs. `HEAD` follows `GET`.
 pub const DECISIONS: &[(&str, &str, Need)] = &[
@@ -120,7 +121,13 @@ impl From<AuthError> for ApiError {
 /// authorizes the request per [`DECISIONS`]; see the module docs.
 pub async fn authorize(State(state): State<AccessState>, request: Request, next: Next) -> Response {
     match check(&state, request).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => {
+            let actor = request
+                .extensions()
+                .get::<Principal>()
+                .and_then(Principal::key_id);
+            acting_as(actor, next.run(request)).await
+        }
         Err(error) => error.into_response(),
     }
 }

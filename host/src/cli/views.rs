@@ -105,6 +105,11 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
             fields.push((label, value));
         }
     }
+    for (label, key) in [("Created by", "created_by"), ("Updated by", "updated_by")] {
+        if !text(a, key).is_empty() {
+            fields.push((label, cell(a, key)));
+        }
+    }
     out.fields(&fields);
     print_other_fields(
         a,
@@ -131,6 +136,8 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
             "next_run_at_if_running",
             "created_at",
             "updated_at",
+            "created_by",
+            "updated_by",
             "app_id",
         ],
     );
@@ -350,6 +357,7 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
         ("Attempt", "attempt"),
         ("Retry of", "retry_of"),
         ("Rerun of", "rerun_of"),
+        ("Requested by", "requested_by"),
     ] {
         if !text(run, key).is_empty() {
             fields.push((label, cell(run, key)));
@@ -560,6 +568,9 @@ pub fn config_detail(out: &Printer, config: &Value, now: DateTime<Utc>) {
     fields.push(("Trigger nodes", Cell::from(triggers(config).join(", "))));
     if let Some(created) = when(config, "created_at", now) {
         fields.push(("Created", created));
+    }
+    if !text(config, "created_by").is_empty() {
+        fields.push(("Created by", cell(config, "created_by")));
     }
     out.fields(&fields);
     let steps = config.pointer("/graph/steps").and_then(Value::as_array);

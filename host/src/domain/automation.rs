@@ -284,6 +284,13 @@ pub struct Automation {
     pub created_at: DateTime<Utc>,
     /// When it last changed (fields or status).
     pub updated_at: DateTime<Utc>,
+    /// The key that created it (`key_…`, `env` for `AUTOMATA_ADMIN_TOKEN`);
+    /// absent without authentication and for data from before keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The key that last changed it (fields or status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 /// The body of `POST /apps/:app_id/automations`.
@@ -426,6 +433,8 @@ impl Automation {
             limits: new.limits.unwrap_or_default(),
             created_at: now,
             updated_at: now,
+            created_by: None,
+            updated_by: None,
         };
         automation.validate()?;
         Ok(automation)
@@ -793,6 +802,7 @@ mod tests {
                 steps: vec![],
             },
             created_at: now(),
+            created_by: None,
         }
     }
 

@@ -26,6 +26,10 @@ pub struct Config {
     pub graph: WorkflowGraph,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
+    /// The key that uploaded it (`key_…`, `env` for `AUTOMATA_ADMIN_TOKEN`);
+    /// absent without authentication and for data from before keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// Checks an upload's display name: 1–200 characters, no control or format

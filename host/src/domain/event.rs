@@ -180,6 +180,9 @@ pub struct EventReceipt {
     pub run_ids: Vec<RunId>,
     /// When the host accepted the event.
     pub received_at: DateTime<Utc>,
+    /// The key that sent it (`key_…`, `env`); absent without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     /// [`IncomingEvent::request_sha256`] of the event it answered (stored;
     /// not part of the answer; absent in receipts from before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]

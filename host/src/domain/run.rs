@@ -224,6 +224,11 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// Every status the run entered, oldest first.
     pub history: Vec<StatusChange>,
+    /// The key whose request made the run: the event's sender, or who asked
+    /// for a run now or a rerun (absent for scheduled runs, retries, and
+    /// without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl Run {
@@ -264,6 +269,7 @@ impl Run {
                 at: now,
                 reason: None,
             }],
+            requested_by: None,
         }
     }
 

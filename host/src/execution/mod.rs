@@ -31,7 +31,7 @@ use crate::domain::event::{EventError, EventReceipt, IncomingEvent, RunNowReques
 use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
 use crate::runner::Runner;
-use crate::service::AutomationChange;
+use crate::service::{AutomationChange, current_actor};
 use crate::store::{EventRecord, Store, StoreError};
 pub use queue::QueueFull;
 use queue::{CancelFound, Queue, Waiting};
@@ -171,6 +171,7 @@ impl Shared {
         (
             run.id.clone(),
             Waiting {
+                app: run.app_id.clone(),
                 automation: run.automation_id.clone(),
                 not_before: run.not_before,
             },
@@ -185,6 +186,7 @@ impl Shared {
         app: AppId,
         event: IncomingEvent,
         now: DateTime<Utc>,
+        sender: Option<String>,
     ) -> Result<EventAnswer, ExecutionError> {
         let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
         let request_sha256 = event.request_sha256();
@@ -203,7 +205,9 @@ impl Shared {
             .iter()
             .map(|automation| {
                 self.set_limit_of(automation);
-                Run::pending(self.mint_run_id(), automation, input.clone(), now)
+                let mut run = Run::pending(self.mint_run_id(), automation, input.clone(), now);
+                run.requested_by = sender.clone();
+                run
             })
             .collect();
         let receipt = EventReceipt {
@@ -212,6 +216,7 @@ impl Shared {
             idempotency_key: event.idempotency_key,
             run_ids: runs.iter().map(|run| run.id.clone()).collect(),
             received_at: now,
+            requested_by: sender,
             request_sha256: Some(request_sha256),
         };
         Ok(
@@ -371,8 +376,9 @@ impl Execution {
         event.validate()?;
         self.shared.check_accepting()?;
         // One trip to a blocking thread: the store calls may wait for the disk.
+        let sender = current_actor();
         blocking(&self.shared, move |s| {
-            s.receive_event(app, event, Utc::now())
+            s.receive_event(app, event, Utc::now(), sender)
         })
         .await
     }
@@ -395,7 +401,8 @@ impl Execution {
         let input = request
             .into_input(automation.event(), now)
             .map_err(ExecutionError::InvalidInput)?;
-        let run = Run::pending(self.shared.mint_run_id(), automation, input, now);
+        let mut run = Run::pending(self.shared.mint_run_id(), automation, input, now);
+        run.requested_by = current_actor();
         self.shared.set_limit_of(automation);
         self.enqueue_new(run).await
     }
@@ -423,6 +430,7 @@ impl Execution {
             Utc::now(),
         );
         run.rerun_of = Some(original.id.clone());
+        run.requested_by = current_actor();
         run.config_id = original.config_id.clone().or(run.config_id);
         if run.config_id.is_none() {
             return Err(ExecutionError::Unprocessable(format!(

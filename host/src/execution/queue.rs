@@ -5,19 +5,26 @@
 //! creation) order so the dispatcher need not scan the store. Its size is
 //! bounded: event intake and run-now reserve room first and are refused
 //! (429) when the queue is full.
+//!
+//! Apps share the workers fairly: when runs of several apps wait, each free
+//! worker goes to the app with the fewest runs executing (then the one whose
+//! run waited longest), so one app's backlog never queues another app's runs
+//! behind it. Within an app, runs start in queue order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::domain::ids::{AutomationId, RunId};
+use crate::domain::ids::{AppId, AutomationId, RunId};
 use crate::runner::CancelToken;
 
 /// A pending run as the queue sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
+    /// Its app, for sharing the workers between apps.
+    pub app: AppId,
     /// Its automation, for per-automation concurrency.
     pub automation: AutomationId,
     /// A retry's backoff: not started before this time.
@@ -26,6 +33,7 @@ pub struct Waiting {
 
 #[derive(Debug)]
 struct Executing {
+    app: AppId,
     automation: AutomationId,
     cancel: CancelToken,
     cancel_reason: Option<&'static str>,
@@ -37,6 +45,8 @@ struct State {
     executing: HashMap<RunId, Executing>,
     /// Runs of each automation executing now.
     executing_per_automation: HashMap<AutomationId, usize>,
+    /// Runs of each app executing now.
+    executing_per_app: HashMap<AppId, usize>,
     /// Runs of each automation waiting now.
     waiting_per_automation: HashMap<AutomationId, usize>,
     /// Most runs of an automation executing at once; absent is unlimited.
@@ -190,53 +200,85 @@ impl Queue {
 
     /// Takes every run that may start at `now` — workers free, its
     /// automation under its limit, its backoff over — marking them executing.
+    /// Free workers go to apps fewest-executing first (see the module docs).
     /// Also returns the earliest backoff still to wait for.
     pub fn take_startable(
         &self,
         now: DateTime<Utc>,
     ) -> (Vec<(RunId, CancelToken)>, Option<DateTime<Utc>>) {
         let mut state = self.lock();
-        let mut started = Vec::new();
         let mut next_wake: Option<DateTime<Utc>> = None;
-        let mut free = self.workers.saturating_sub(state.executing.len());
+        let free = self.workers.saturating_sub(state.executing.len());
+        // Each app's runs that may start, in queue order; apps in the order
+        // of their oldest such run.
+        let mut apps: Vec<(AppId, VecDeque<(RunId, AutomationId)>)> = Vec::new();
+        if free > 0 {
+            for (id, waiting) in &state.waiting {
+                if let Some(not_before) = waiting.not_before
+                    && not_before > now
+                {
+                    next_wake = Some(next_wake.map_or(not_before, |wake| wake.min(not_before)));
+                    continue;
+                }
+                let candidate = (id.clone(), waiting.automation.clone());
+                match apps.iter_mut().find(|(app, _)| *app == waiting.app) {
+                    Some((_, runs)) => runs.push_back(candidate),
+                    None => apps.push((waiting.app.clone(), VecDeque::from([candidate]))),
+                }
+            }
+        }
+        let mut planned_per_app: HashMap<AppId, usize> = HashMap::new();
+        let mut planned_per_automation: HashMap<AutomationId, usize> = HashMap::new();
         let mut startable = Vec::new();
-        for (id, waiting) in &state.waiting {
-            if free == 0 {
+        while startable.len() < free {
+            let busy = |app: &AppId| {
+                state.executing_per_app.get(app).copied().unwrap_or(0)
+                    + planned_per_app.get(app).copied().unwrap_or(0)
+            };
+            // Fewest executing first; `min_by_key` keeps the first (oldest) of equals.
+            let Some((app, runs)) = apps
+                .iter_mut()
+                .filter(|(_, runs)| !runs.is_empty())
+                .min_by_key(|(app, _)| busy(app))
+            else {
                 break;
-            }
-            if let Some(not_before) = waiting.not_before
-                && not_before > now
-            {
-                next_wake = Some(next_wake.map_or(not_before, |wake| wake.min(not_before)));
-                continue;
-            }
+            };
+            let Some((id, automation)) = runs.pop_front() else {
+                break;
+            };
             let executing = state
                 .executing_per_automation
-                .get(&waiting.automation)
+                .get(&automation)
                 .copied()
-                .unwrap_or(0);
-            let planned = startable
-                .iter()
-                .filter(|(_, automation)| automation == &waiting.automation)
-                .count();
-            let limit = state.limits.get(&waiting.automation).copied();
-            if limit.is_some_and(|limit| executing + planned >= limit) {
+                .unwrap_or(0)
+                + planned_per_automation
+                    .get(&automation)
+                    .copied()
+                    .unwrap_or(0);
+            let limit = state.limits.get(&automation).copied();
+            if limit.is_some_and(|limit| executing >= limit) {
                 continue;
             }
-            startable.push((id.clone(), waiting.automation.clone()));
-            free -= 1;
+            *planned_per_app.entry(app.clone()).or_default() += 1;
+            *planned_per_automation
+                .entry(automation.clone())
+                .or_default() += 1;
+            startable.push((id, app.clone(), automation));
         }
-        for (id, automation) in startable {
+        let mut started = Vec::new();
+        for (id, app, automation) in startable {
             state.waiting.remove(&id);
             decrement(&mut state.waiting_per_automation, &automation);
             *state
                 .executing_per_automation
                 .entry(automation.clone())
                 .or_default() += 1;
+            *state.executing_per_app.entry(app.clone()).or_default() += 1;
             let cancel = CancelToken::new();
             state.executing.insert(
                 id.clone(),
                 Executing {
+                    app,
                     automation,
                     cancel: cancel.clone(),
                     cancel_reason: None,
@@ -252,6 +294,7 @@ impl Queue {
         let mut state = self.lock();
         if let Some(executing) = state.executing.remove(id) {
             decrement(&mut state.executing_per_automation, &executing.automation);
+            decrement(&mut state.executing_per_app, &executing.app);
         }
         drop(state);
         self.changed.notify_one();
@@ -309,11 +352,11 @@ impl Queue {
     }
 }
 
-fn decrement(counts: &mut HashMap<AutomationId, usize>, automation: &AutomationId) {
-    if let Some(count) = counts.get_mut(automation) {
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
         *count -= 1;
         if *count == 0 {
-            counts.remove(automation);
+            counts.remove(key);
         }
     }
 }
@@ -333,7 +376,12 @@ mod tests {
     }
 
     fn waiting(n: u128) -> Waiting {
+        in_app("default", n)
+    }
+
+    fn in_app(app: &str, n: u128) -> Waiting {
         Waiting {
+            app: app.parse().unwrap(),
             automation: automation(n),
             not_before: None,
         }
@@ -365,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_in_one_app_does_not_hold_another_apps_runs_back() {
+        let queue = Queue::new(20, 4);
+        // App a queued ten runs before app b's one.
+        queue.enqueue((1..=10).map(|n| (run(n), in_app("a", n))));
+        queue.enqueue([(run(11), in_app("b", 11))]);
+        let (started, _) = queue.take_startable(now());
+        assert_eq!(ids(&started), [run(1), run(11), run(2), run(3)]);
+        // A worker freed by a goes to the app with the fewest runs executing.
+        queue.enqueue([(run(12), in_app("b", 12)), (run(13), in_app("c", 13))]);
+        queue.finished(&run(1));
+        assert_eq!(ids(&queue.take_startable(now()).0), [run(13)]);
+        // Equal shares: the run that waited longest.
+        queue.finished(&run(2));
+        assert_eq!(ids(&queue.take_startable(now()).0), [run(4)]);
+        queue.finished(&run(11));
+        assert_eq!(ids(&queue.take_startable(now()).0), [run(12)]);
+    }
+
+    #[test]
     fn per_automation_limits_let_others_pass() {
         let queue = Queue::new(10, 4);
         queue.set_limit(&automation(1), Some(1));
@@ -389,8 +456,8 @@ mod tests {
         queue.enqueue([(
             run(1),
             Waiting {
-                automation: automation(1),
                 not_before: Some(later),
+                ..waiting(1)
             },
         )]);
         let (started, wake) = queue.take_startable(now());

@@ -15,6 +15,25 @@ use crate::domain::automation::AutomationStatus;
 use crate::domain::ids::{AppId, KeyId};
 use crate::store::{Cancellation, Store, StoreError};
 
+tokio::task_local! {
+    /// The key making the request being handled (`key_…`, or `env`), for
+    /// the audit fields; set by the access middleware around each request.
+    static ACTOR: Option<String>;
+}
+
+/// Runs `request` as made by `actor`: [`current_actor`] answers `actor`
+/// inside it (on this task; code it spawns elsewhere must be handed it).
+pub async fn acting_as<F: std::future::Future>(actor: Option<String>, request: F) -> F::Output {
+    ACTOR.scope(actor, request).await
+}
+
+/// The key making the current request: what `created_by`, `updated_by` and
+/// `requested_by` record. `None` outside a request (the scheduler, retries)
+/// and without authentication.
+pub fn current_actor() -> Option<String> {
+    ACTOR.try_with(Clone::clone).ok().flatten()
+}
+
 /// How often a key's `last_used_at` is written at most.
 const TOUCH_EVERY: TimeDelta = TimeDelta::minutes(1);
 /// The key id recorded for requests made with `AUTOMATA_ADMIN_TOKEN`.

@@ -31,7 +31,7 @@ use crate::runner::{ComponentDigest, Runner};
 use crate::store::{Cancellation, Store, StoreError};
 pub use access::{
     AuthError, AuthMode, Authenticator, CreatedKey, ENV_ADMIN_KEY_ID, MIN_ADMIN_TOKEN_LEN,
-    app_missing,
+    acting_as, app_missing, current_actor,
 };
 pub use quarantine::{DEFAULT_QUARANTINE_LIMIT, MAX_QUARANTINE_LIMIT, QuarantinePage};
 
@@ -346,6 +346,7 @@ impl Service {
             size: component.len() as u64,
             graph,
             created_at: self.now(),
+            created_by: current_actor(),
         };
         let stored = config.clone();
         self.blocking(move |store| store.insert_config(&stored, &component))
@@ -472,7 +473,9 @@ impl Service {
         new: NewAutomation,
     ) -> Result<Automation, ServiceError> {
         let id = AutomationId::from_value(self.next_id_value());
-        let automation = Automation::create(id, app.clone(), new, self.now())?;
+        let mut automation = Automation::create(id, app.clone(), new, self.now())?;
+        automation.created_by = current_actor();
+        automation.updated_by = automation.created_by.clone();
         self.check_limits(&automation)?;
         let _guard = self.control.lock().await;
         self.app(app).await?;
@@ -524,7 +527,8 @@ impl Service {
     ) -> Result<Automation, ServiceError> {
         let _guard = self.control.lock().await;
         let current = self.automation(app, id_or_key).await?;
-        let updated = current.patched(patch, self.now())?;
+        let mut updated = current.patched(patch, self.now())?;
+        updated.updated_by = current_actor();
         self.check_limits(&updated)?;
         // A paused or draft automation whose config was deleted stays editable;
         // a new config_id must exist, and a running automation must stay runnable.
@@ -581,6 +585,7 @@ impl Service {
             automation.check_runnable(config.as_ref())?;
         }
         automation.updated_at = self.now();
+        automation.updated_by = current_actor();
         let cancel = (action == LifecycleAction::Pause).then(|| Cancellation {
             reason: "automation paused".into(),
             at: automation.updated_at,

@@ -724,6 +724,7 @@ mod tests {
                 }],
             },
             created_at: at(0),
+            created_by: None,
         }
     }
 

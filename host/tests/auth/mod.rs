@@ -546,6 +546,7 @@ async fn data_written_before_apps_were_explicit_keeps_everything_and_lists_its_a
                     steps: vec![],
                 },
                 created_at: now,
+                created_by: None,
             };
             store.insert_config(&config, b"abc").unwrap();
             let new: NewAutomation = serde_json::from_value(json!({
@@ -606,5 +607,99 @@ async fn data_written_before_apps_were_explicit_keeps_everything_and_lists_its_a
             .await;
         assert_eq!(serde_json::from_value::<Run>(shown).unwrap(), *run);
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_records_the_key_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (writer_id, writer) = create_key(&server, "default", "write").await;
+    let (producer_id, producer) = create_key(&server, "default", "events").await;
+    let as_writer = crate::common::client_with_key(&writer);
+    let send =
+        |client: &reqwest::Client, method: Method, path: &str, body: Option<serde_json::Value>| {
+            let mut request = client.request(method, format!("{}{path}", server.base));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+
+    let response = as_writer
+        .post(format!("{}/apps/default/configs", server.base))
+        .header("content-type", "application/wasm")
+        .body(guest("welcome-new-members"))
+        .send()
+        .await
+        .unwrap();
+    let config: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(config["created_by"], writer_id.as_str(), "{config}");
+
+    let (status, automation) = send(
+        &as_writer,
+        Method::POST,
+        "/apps/default/automations",
+        Some(
+            json!({"name": "W", "type": "trigger", "trigger": "thread.member_joined",
+                    "config_id": id(&config), "lookup_key": "w"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{automation}");
+    assert_eq!(automation["created_by"], writer_id.as_str());
+    assert_eq!(automation["updated_by"], writer_id.as_str());
+    // The admin (AUTOMATA_ADMIN_TOKEN, id `env`) changes it: updated_by follows.
+    let (_, patched) = server
+        .call(
+            Method::PATCH,
+            "/apps/default/automations/w",
+            Some(json!({"name": "Welcome"})),
+        )
+        .await;
+    assert_eq!(patched["created_by"], writer_id.as_str());
+    assert_eq!(patched["updated_by"], "env");
+    let (_, activated) = send(
+        &as_writer,
+        Method::POST,
+        "/apps/default/automations/w/activate",
+        None,
+    )
+    .await;
+    assert_eq!(activated["updated_by"], writer_id.as_str());
+
+    // An event's receipt and runs name the producer's key.
+    let as_producer = crate::common::client_with_key(&producer);
+    let (status, receipt) = send(
+        &as_producer,
+        Method::POST,
+        "/apps/default/events",
+        Some(json!({"trigger": "thread.member_joined"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(receipt["requested_by"], producer_id.as_str());
+    let run_id = receipt["run_ids"][0].as_str().unwrap().to_owned();
+    let (_, run) = server
+        .get(&format!("/apps/default/automations/runs/{run_id}"))
+        .await;
+    assert_eq!(run["requested_by"], producer_id.as_str(), "{run}");
+    // Run now and rerun name who asked.
+    let (_, now) = send(
+        &as_writer,
+        Method::POST,
+        "/apps/default/automations/w/run",
+        None,
+    )
+    .await;
+    assert_eq!(now["requested_by"], writer_id.as_str(), "{now}");
+    let (_, again) = server
+        .action(&format!("/apps/default/automations/runs/{run_id}/rerun"))
+        .await;
+    assert_eq!(again["requested_by"], "env", "{again}");
     server.stop().await;
 }

@@ -317,6 +317,7 @@ mod tests {
             idempotency_key: Some("key/with/slashes".into()),
             run_ids: vec![first.id.clone(), too_late.id.clone()],
             received_at: at(10),
+            requested_by: None,
             request_sha256: Some("ab".repeat(32)),
         };
         let since = at(10) - TimeDelta::hours(24);

@@ -48,6 +48,10 @@ pub struct Serve {
     /// Most runs waiting to execute; past it event intake answers 429.
     #[arg(long, default_value_t = ExecutionConfig::default().queue_capacity)]
     queue_capacity: usize,
+    /// Most runs of one app waiting; past it that app's event intake answers
+    /// 429 while other apps still have room (default: --queue-capacity).
+    #[arg(long, value_name = "RUNS")]
+    app_queue_capacity: Option<usize>,
     /// Seconds running runs get to finish on shutdown before they are cancelled.
     #[arg(long, default_value_t = ExecutionConfig::default().shutdown_grace.as_secs())]
     shutdown_grace: u64,
@@ -181,6 +185,7 @@ impl Serve {
                     .unwrap_or(ExecutionConfig::default().workers)
                     .max(1),
                 queue_capacity: self.queue_capacity,
+                app_queue_capacity: self.app_queue_capacity.unwrap_or(self.queue_capacity),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
             },
             auth,

@@ -43,6 +43,9 @@ pub struct ExecutionConfig {
     pub workers: usize,
     /// Most runs waiting before event intake and run-now answer 429.
     pub queue_capacity: usize,
+    /// Most runs of one app waiting (at most `queue_capacity`), so one app
+    /// cannot fill the queue for all; past it that app's intake gets 429.
+    pub app_queue_capacity: usize,
     /// How long shutdown lets running runs finish before cancelling them.
     pub shutdown_grace: Duration,
 }
@@ -52,6 +55,7 @@ impl Default for ExecutionConfig {
         ExecutionConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_capacity: 10_000,
+            app_queue_capacity: 10_000,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -199,7 +203,7 @@ impl Shared {
         let automations = self
             .store
             .running_trigger_automations(&app, &event.trigger)?;
-        let _room = self.queue.reserve(automations.len())?;
+        let _room = self.queue.reserve(&app, automations.len())?;
         let input = event.input();
         let runs: Vec<Run> = automations
             .iter()
@@ -297,7 +301,11 @@ impl Execution {
             shared: Arc::new(Shared {
                 store,
                 runner,
-                queue: Queue::new(config.queue_capacity, config.workers),
+                queue: Queue::new(
+                    config.queue_capacity,
+                    config.app_queue_capacity,
+                    config.workers,
+                ),
                 config,
                 scheduler: scheduler::Signals::default(),
                 ids: Mutex::default(),
@@ -443,7 +451,7 @@ impl Execution {
     }
 
     async fn enqueue_new(&self, run: Run) -> Result<Run, ExecutionError> {
-        let reservation = self.shared.queue.reserve(1)?;
+        let reservation = self.shared.queue.reserve(&run.app_id, 1)?;
         let stored = run.clone();
         blocking(&self.shared, move |s| {
             s.store.insert_runs(std::slice::from_ref(&stored))

@@ -49,18 +49,30 @@ struct State {
     executing_per_app: HashMap<AppId, usize>,
     /// Runs of each automation waiting now.
     waiting_per_automation: HashMap<AutomationId, usize>,
+    /// Runs of each app waiting now.
+    waiting_per_app: HashMap<AppId, usize>,
+    /// Room promised to each app's callers about to enqueue.
+    reserved_per_app: HashMap<AppId, usize>,
     /// Most runs of an automation executing at once; absent is unlimited.
     limits: HashMap<AutomationId, usize>,
     /// Room promised to callers about to enqueue.
     reserved: usize,
 }
 
-/// The queue's room is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the run queue is full ({capacity} runs waiting); retry later")]
-pub struct QueueFull {
-    /// Most runs that may wait.
-    pub capacity: usize,
+/// The queue's room, or the app's share of it, is taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFull {
+    #[error("the run queue is full ({capacity} runs waiting); retry later")]
+    Total {
+        /// Most runs that may wait.
+        capacity: usize,
+    },
+    #[error("app `{app}` has {capacity} runs waiting, its most; retry later")]
+    App {
+        app: AppId,
+        /// Most runs of one app that may wait.
+        capacity: usize,
+    },
 }
 
 /// What cancelling found.
@@ -81,6 +93,7 @@ pub struct Queue {
     state: Mutex<State>,
     changed: Notify,
     capacity: usize,
+    app_capacity: usize,
     workers: usize,
 }
 
@@ -88,22 +101,29 @@ pub struct Queue {
 #[derive(Debug)]
 pub struct Reservation<'a> {
     queue: &'a Queue,
+    app: AppId,
     slots: usize,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.queue.lock().reserved -= self.slots;
+        let mut state = self.queue.lock();
+        state.reserved -= self.slots;
+        for _ in 0..self.slots {
+            decrement(&mut state.reserved_per_app, &self.app);
+        }
     }
 }
 
 impl Queue {
-    /// A queue of at most `capacity` waiting runs feeding `workers` workers.
-    pub fn new(capacity: usize, workers: usize) -> Self {
+    /// A queue of at most `capacity` waiting runs, at most `app_capacity`
+    /// of one app, feeding `workers` workers.
+    pub fn new(capacity: usize, app_capacity: usize, workers: usize) -> Self {
         Queue {
             state: Mutex::default(),
             changed: Notify::new(),
             capacity,
+            app_capacity: app_capacity.min(capacity),
             workers: workers.max(1),
         }
     }
@@ -116,23 +136,41 @@ impl Queue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Reserves room for `slots` runs, or says the queue is full.
-    pub fn reserve(&self, slots: usize) -> Result<Reservation<'_>, QueueFull> {
+    /// Reserves room for `slots` runs of `app`, or says the queue (or the
+    /// app's share of it) is full.
+    pub fn reserve(&self, app: &AppId, slots: usize) -> Result<Reservation<'_>, QueueFull> {
         let mut state = self.lock();
+        self.room(&state, app, slots)?;
+        state.reserved += slots;
+        *state.reserved_per_app.entry(app.clone()).or_default() += slots;
+        Ok(Reservation {
+            queue: self,
+            app: app.clone(),
+            slots,
+        })
+    }
+
+    /// Whether `slots` more runs of `app` fit (for ticks, which are recorded
+    /// rather than refused when they do not).
+    pub fn has_room(&self, app: &AppId, slots: usize) -> bool {
+        self.room(&self.lock(), app, slots).is_ok()
+    }
+
+    fn room(&self, state: &State, app: &AppId, slots: usize) -> Result<(), QueueFull> {
         if state.waiting.len() + state.reserved + slots > self.capacity {
-            return Err(QueueFull {
+            return Err(QueueFull::Total {
                 capacity: self.capacity,
             });
         }
-        state.reserved += slots;
-        Ok(Reservation { queue: self, slots })
-    }
-
-    /// Whether `slots` more runs fit (for ticks, which are recorded rather
-    /// than refused when they do not).
-    pub fn has_room(&self, slots: usize) -> bool {
-        let state = self.lock();
-        state.waiting.len() + state.reserved + slots <= self.capacity
+        let of_app = state.waiting_per_app.get(app).copied().unwrap_or(0)
+            + state.reserved_per_app.get(app).copied().unwrap_or(0);
+        if of_app + slots > self.app_capacity {
+            return Err(QueueFull::App {
+                app: app.clone(),
+                capacity: self.app_capacity,
+            });
+        }
+        Ok(())
     }
 
     /// Adds pending runs and wakes the dispatcher.
@@ -143,8 +181,13 @@ impl Queue {
                 .waiting_per_automation
                 .entry(waiting.automation.clone())
                 .or_default() += 1;
+            *state
+                .waiting_per_app
+                .entry(waiting.app.clone())
+                .or_default() += 1;
             if let Some(replaced) = state.waiting.insert(id, waiting) {
                 decrement(&mut state.waiting_per_automation, &replaced.automation);
+                decrement(&mut state.waiting_per_app, &replaced.app);
             }
         }
         drop(state);
@@ -194,6 +237,7 @@ impl Queue {
         for id in ids {
             if let Some(waiting) = state.waiting.remove(id) {
                 decrement(&mut state.waiting_per_automation, &waiting.automation);
+                decrement(&mut state.waiting_per_app, &waiting.app);
             }
         }
     }
@@ -269,6 +313,7 @@ impl Queue {
         for (id, app, automation) in startable {
             state.waiting.remove(&id);
             decrement(&mut state.waiting_per_automation, &automation);
+            decrement(&mut state.waiting_per_app, &app);
             *state
                 .executing_per_automation
                 .entry(automation.clone())
@@ -306,6 +351,7 @@ impl Queue {
         let mut state = self.lock();
         if let Some(waiting) = state.waiting.remove(id) {
             decrement(&mut state.waiting_per_automation, &waiting.automation);
+            decrement(&mut state.waiting_per_app, &waiting.app);
             return CancelFound::Waiting;
         }
         match state.executing.get_mut(id) {
@@ -397,7 +443,7 @@ mod tests {
 
     #[test]
     fn starts_in_queue_order_up_to_the_worker_count() {
-        let queue = Queue::new(10, 2);
+        let queue = Queue::new(10, 10, 2);
         queue.enqueue([
             (run(3), waiting(1)),
             (run(1), waiting(1)),
@@ -414,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_backlog_in_one_app_does_not_hold_another_apps_runs_back() {
-        let queue = Queue::new(20, 4);
+        let queue = Queue::new(20, 20, 4);
         // App a queued ten runs before app b's one.
         queue.enqueue((1..=10).map(|n| (run(n), in_app("a", n))));
         queue.enqueue([(run(11), in_app("b", 11))]);
@@ -433,7 +479,7 @@ mod tests {
 
     #[test]
     fn per_automation_limits_let_others_pass() {
-        let queue = Queue::new(10, 4);
+        let queue = Queue::new(10, 10, 4);
         queue.set_limit(&automation(1), Some(1));
         queue.enqueue([
             (run(1), waiting(1)),
@@ -451,7 +497,7 @@ mod tests {
 
     #[test]
     fn backoff_holds_a_retry_and_reports_when_to_wake() {
-        let queue = Queue::new(10, 2);
+        let queue = Queue::new(10, 10, 2);
         let later = now() + TimeDelta::seconds(3);
         queue.enqueue([(
             run(1),
@@ -468,19 +514,48 @@ mod tests {
 
     #[test]
     fn reservations_bound_the_queue() {
-        let queue = Queue::new(3, 1);
-        let held = queue.reserve(2).unwrap();
-        assert_eq!(queue.reserve(2).unwrap_err(), QueueFull { capacity: 3 });
-        assert!(queue.has_room(1));
+        let queue = Queue::new(3, 3, 1);
+        let app: AppId = "default".parse().unwrap();
+        let held = queue.reserve(&app, 2).unwrap();
+        assert_eq!(
+            queue.reserve(&app, 2).unwrap_err(),
+            QueueFull::Total { capacity: 3 }
+        );
+        assert!(queue.has_room(&app, 1));
         queue.enqueue([(run(1), waiting(1)), (run(2), waiting(1))]);
         drop(held);
-        assert!(queue.reserve(1).is_ok());
-        assert!(queue.reserve(2).is_err());
+        assert!(queue.reserve(&app, 1).is_ok());
+        assert!(queue.reserve(&app, 2).is_err());
+    }
+
+    #[test]
+    fn one_app_cannot_take_the_whole_queue() {
+        let queue = Queue::new(10, 3, 1);
+        let (a, b): (AppId, AppId) = ("a".parse().unwrap(), "b".parse().unwrap());
+        queue.enqueue((1..=2).map(|n| (run(n), in_app("a", n))));
+        let held = queue.reserve(&a, 1).unwrap();
+        assert_eq!(
+            queue.reserve(&a, 1).unwrap_err(),
+            QueueFull::App {
+                app: a.clone(),
+                capacity: 3
+            }
+        );
+        assert!(!queue.has_room(&a, 1));
+        assert!(
+            queue.reserve(&b, 3).is_ok(),
+            "another app has its own share"
+        );
+        drop(held);
+        // A run of a that starts makes room for another.
+        queue.take_startable(now());
+        assert!(queue.has_room(&a, 2));
+        assert!(!queue.has_room(&a, 3));
     }
 
     #[test]
     fn cancelling_waiting_and_executing_runs() {
-        let queue = Queue::new(10, 1);
+        let queue = Queue::new(10, 10, 1);
         queue.enqueue([(run(1), waiting(1)), (run(2), waiting(1))]);
         let (started, _) = queue.take_startable(now());
         assert_eq!(queue.cancel(&run(2), "stop"), CancelFound::Waiting);
@@ -494,7 +569,7 @@ mod tests {
 
     #[test]
     fn forgetting_and_listing_waiting_runs() {
-        let queue = Queue::new(10, 1);
+        let queue = Queue::new(10, 10, 1);
         queue.enqueue([
             (run(1), waiting(1)),
             (run(2), waiting(2)),

@@ -239,7 +239,7 @@ fn visit(
         );
         match dispatch::admit_tick(automation.overlap, active) {
             TickAdmission::Cancel(reason) => cancel(&mut run, reason, now)?,
-            TickAdmission::Enqueue if !shared.queue.has_room(queued + 1) => {
+            TickAdmission::Enqueue if !shared.queue.has_room(&automation.app_id, queued + 1) => {
                 cancel(&mut run, REASON_QUEUE_FULL, now)?;
             }
             TickAdmission::Enqueue => {

@@ -1097,6 +1097,47 @@ async fn max_concurrency_holds_an_automations_runs_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_in_one_app_does_not_delay_another_apps_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let (code, _) = api.post("/apps", json!({"id": "busy"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    for app in ["busy", "default"] {
+        let sleeper = api.upload(app, "sleeper").await;
+        let body = json!({"type": "trigger", "trigger": "thread.created", "config_id": sleeper});
+        api.automation(app, body, true).await;
+    }
+    // Six long runs in one app: two execute, four wait.
+    let slow = json!({"trigger": "thread.created", "payload": {"sleep_ms": 700}});
+    let mut backlog = Vec::new();
+    for _ in 0..6 {
+        let receipt = api.send_event("busy", slow.clone()).await;
+        backlog.push(receipt["run_ids"][0].as_str().unwrap().to_owned());
+    }
+    let other = api
+        .send_event("default", json!({"trigger": "thread.created"}))
+        .await;
+    let other = other["run_ids"][0].as_str().unwrap().to_owned();
+    let other = api.wait_ended("default", &other).await;
+    assert_eq!(status(&other), "completed", "{other:#}");
+    // It took the first worker the busy app freed, ahead of that app's
+    // four waiting runs: at most one more of them started before it.
+    let mut started_before = 0;
+    for run in &backlog[2..] {
+        let run = api.wait_ended("busy", run).await;
+        if time(&run["started_at"]) < time(&other["started_at"]) {
+            started_before += 1;
+        }
+    }
+    assert!(
+        started_before <= 1,
+        "{started_before} of the backlog went first"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_execution_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), workers(1)).await;

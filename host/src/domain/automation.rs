@@ -662,6 +662,16 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), 
     {
         return Err(invalid(field, "must not contain control characters"));
     }
+    if let Some(c) = text::bidi_control(value) {
+        return Err(invalid(
+            field,
+            format!(
+                "must not contain bidirectional control characters (found {}): they make text \
+                 display as something other than what it says",
+                text::code_point(c)
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -887,6 +897,18 @@ mod tests {
             (
                 json!({"name": "a\nb", "type": "trigger", "trigger": "thread.created"}),
                 "name",
+            ),
+            (
+                json!({"name": "two\u{2029}paragraphs", "type": "trigger", "trigger": "thread.created"}),
+                "name",
+            ),
+            (
+                json!({"name": "a", "type": "trigger", "trigger": "thread.created", "description": "pay \u{202E}01$ of 001$"}),
+                "description",
+            ),
+            (
+                json!({"name": "a", "type": "scheduled", "schedule": format!("{} * * * *", vec!["5"; 300].join(","))}),
+                "schedule",
             ),
             (
                 json!({"name": "a", "type": "trigger", "trigger": "thread.created", "run_as_user_id": "usr_\u{200B}1"}),

@@ -266,7 +266,13 @@ fn rewrite_field(field: Field, text: &str) -> Result<String, String> {
     let text = replace_names(field, text)?;
     let items: Result<Vec<String>, String> = text
         .split(',')
-        .map(|item| rewrite_item(field, item))
+        .map(|item| {
+            if item.is_empty() {
+                Err("a list has an empty item (a comma at either end, or two in a row)".into())
+            } else {
+                rewrite_item(field, item)
+            }
+        })
         .collect();
     Ok(items?.join(","))
 }

@@ -40,7 +40,7 @@ pub enum EventError {
     UnknownEvent(String),
     /// Empty, too long or with control or format characters.
     #[error(
-        "invalid `idempotency_key`: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters without control or invisible format characters"
+        "invalid `idempotency_key`: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters, not only whitespace, without control or invisible format characters"
     )]
     InvalidIdempotencyKey,
 }
@@ -52,7 +52,7 @@ impl IncomingEvent {
             return Err(EventError::UnknownEvent(self.trigger.clone()));
         }
         if let Some(key) = &self.idempotency_key {
-            let well_formed = !key.is_empty()
+            let well_formed = !key.trim().is_empty()
                 && key.chars().count() <= MAX_IDEMPOTENCY_KEY_LEN
                 && text::invisible_char(key).is_none();
             if !well_formed {
@@ -248,6 +248,8 @@ mod tests {
         assert_eq!(keyed.validate(), Ok(()));
         for key in [
             "",
+            " ",
+            "\t \u{3000}",
             "a\nb",
             "join\u{200B}1",
             "\u{FEFF}key",

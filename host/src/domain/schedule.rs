@@ -107,7 +107,20 @@ pub enum ScheduleError {
     /// Not an IANA time zone name.
     #[error("unknown time zone `{0}`: expected an IANA name like `Europe/Berlin` or `UTC`")]
     UnknownTimezone(String),
+    /// Longer than [`MAX_EXPRESSION_CHARS`].
+    #[error(
+        "schedule is {0} characters long; at most {MAX_EXPRESSION_CHARS} are allowed (use ranges \
+         and steps such as `0-59/5` instead of long lists)"
+    )]
+    TooLong(usize),
 }
+
+/// The longest cron expression taken, in characters: 512. Even an
+/// expression listing every second, minute, hour and day of month one by
+/// one is under 500;
+/// without a cap an 800 KB list is parsed, stored and sent with every
+/// automation list.
+pub const MAX_EXPRESSION_CHARS: usize = 512;
 
 /// The time zone used when none is given.
 pub const DEFAULT_TIMEZONE: &str = "UTC";
@@ -183,6 +196,10 @@ impl Schedule {
         let expression = expression.trim();
         if expression.is_empty() {
             return Err(ScheduleError::Empty);
+        }
+        let length = expression.chars().count();
+        if length > MAX_EXPRESSION_CHARS {
+            return Err(ScheduleError::TooLong(length));
         }
         let reading = cron_compat::read(expression)?;
         let timezone = match (reading.zone, given) {
@@ -463,6 +480,31 @@ mod tests {
                 "2026-02-28T09:00:04Z",
                 "2026-02-28T09:00:06Z"
             ]
+        );
+    }
+
+    #[test]
+    fn empty_list_items_and_overlong_expressions_are_refused() {
+        for expression in [
+            ",5 * * * *",
+            "5, * * * *",
+            "1,,2 * * * *",
+            "0 9 * * MON,,FRI",
+        ] {
+            let error = Schedule::parse(expression, None).unwrap_err().to_string();
+            assert!(
+                error.contains("a list has an empty item"),
+                "{expression}: {error}"
+            );
+        }
+        // Every minute listed one by one is long but taken.
+        let minutes: Vec<String> = (0..60).map(|m| m.to_string()).collect();
+        let listed = format!("{} * * * *", minutes.join(","));
+        assert!(Schedule::parse(&listed, None).is_ok());
+        let huge = format!("{} * * * *", vec!["5"; 400_000].join(","));
+        assert_eq!(
+            Schedule::parse(&huge, None),
+            Err(ScheduleError::TooLong(huge.chars().count()))
         );
     }
 

@@ -3,8 +3,9 @@
 //! zero-width space, soft hyphen, tag characters, …) are invisible or
 //! reorder how the text around them is shown, so two names that print the
 //! same could differ, or a name could print as something else. Names,
-//! user ids and idempotency keys refuse both; free text (a description)
-//! only refuses controls other than newline and tab.
+//! user ids and idempotency keys refuse both, and the line and paragraph
+//! separators U+2028/U+2029; free text (a description) refuses controls
+//! other than newline and tab, and the bidirectional controls.
 
 /// Unicode 15.1's general category Cf (`DerivedGeneralCategory.txt`), as
 /// inclusive ranges.
@@ -48,10 +49,26 @@ pub fn is_format(c: char) -> bool {
         .is_ok()
 }
 
-/// The first control (Cc) or format (Cf) character in `text`, which a name
-/// or key must not hold.
+/// The line and paragraph separators (general categories Zl and Zp): they
+/// break a name across lines wherever it is shown, like a newline.
+const SEPARATORS: [char; 2] = ['\u{2028}', '\u{2029}'];
+
+/// The first control (Cc), format (Cf), line or paragraph separator (Zl,
+/// Zp) character in `text`, which a name or key must not hold.
 pub fn invisible_char(text: &str) -> Option<char> {
-    text.chars().find(|&c| c.is_control() || is_format(c))
+    text.chars()
+        .find(|&c| c.is_control() || is_format(c) || SEPARATORS.contains(&c))
+}
+
+/// The first bidirectional embedding, override or isolate control
+/// (U+202A–U+202E, U+2066–U+2069) in `text`. Free text (a description) may
+/// hold other format characters (a zero-width joiner inside an emoji), but
+/// not these: they reorder how the text around them is shown, so a
+/// description could display as something other than what it says (the
+/// "Trojan Source" attack, CVE-2021-42574).
+pub fn bidi_control(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
 }
 
 /// `c` as `U+XXXX`, for error messages (the character itself would not
@@ -93,5 +110,16 @@ mod tests {
         assert_eq!(invisible_char("evil\u{202E}gpj.exe"), Some('\u{202E}'));
         assert_eq!(invisible_char("a\tb"), Some('\t'));
         assert_eq!(code_point('\u{200B}'), "U+200B");
+        assert_eq!(invisible_char("two\u{2028}lines"), Some('\u{2028}'));
+        assert_eq!(invisible_char("two\u{2029}paragraphs"), Some('\u{2029}'));
+    }
+
+    #[test]
+    fn free_text_keeps_joiners_but_not_bidi_controls() {
+        assert_eq!(bidi_control("family 👨\u{200D}👩\u{200D}👧"), None);
+        assert_eq!(bidi_control("Daily\nDigest"), None);
+        for c in ['\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}'] {
+            assert_eq!(bidi_control(&format!("a{c}b")), Some(c));
+        }
     }
 }

@@ -133,6 +133,12 @@ pub struct LimitOverrides {
     pub error_bytes: Option<usize>,
 }
 
+/// The least `memory_bytes` an automation may ask for: 1 MiB. Below it a run
+/// cannot even instantiate (Rust's default guest stack is 1 MiB of linear
+/// memory), so such a limit is refused when stored instead of failing every
+/// run with `memory_limit`.
+pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
+
 /// An override the host will not honour.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitsError {
@@ -142,6 +148,12 @@ pub enum LimitsError {
         /// The offending field.
         field: &'static str,
     },
+    /// Less memory than any component can start in.
+    #[error(
+        "`memory_bytes` is {0}, below the minimum of {MIN_MEMORY_BYTES} (1 MiB): a Rust \
+         component's stack alone takes 1 MiB of its linear memory, so no run could start"
+    )]
+    MemoryBelowMinimum(u64),
     /// Above what the host allows any automation.
     #[error("`{field}` is {value}, above the host's maximum of {maximum}")]
     AboveCeiling {
@@ -226,7 +238,10 @@ impl LimitOverrides {
                 _ => {}
             }
         }
-        Ok(())
+        match self.memory_bytes {
+            Some(bytes) if bytes < MIN_MEMORY_BYTES => Err(LimitsError::MemoryBelowMinimum(bytes)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -313,6 +328,19 @@ mod tests {
             ..LimitOverrides::default()
         };
         assert_eq!(no_output.validate(&ceilings), Ok(()));
+        let tiny = LimitOverrides {
+            memory_bytes: Some(1),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            tiny.validate(&ceilings),
+            Err(LimitsError::MemoryBelowMinimum(1))
+        );
+        let least = LimitOverrides {
+            memory_bytes: Some(MIN_MEMORY_BYTES),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(least.validate(&ceilings), Ok(()));
     }
 
     #[test]

@@ -638,6 +638,10 @@ async fn timeouts_fail_with_the_spec_message_and_cancel_interrupts_a_loop() {
     assert_eq!(code, StatusCode::OK, "{cancelled}");
     assert_eq!(status(&cancelled), "cancelled", "{cancelled:#}");
     assert_eq!(cancelled["reason"], "cancelled by operator");
+    assert_eq!(
+        cancelled["cancelled_by"], "env",
+        "the admin key of the tests"
+    );
     assert_eq!(cancelled["result"]["error"], "Run cancelled");
     assert!(asked.elapsed() < Duration::from_secs(3));
     let (code, error) = api

@@ -358,6 +358,7 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
         ("Retry of", "retry_of"),
         ("Rerun of", "rerun_of"),
         ("Requested by", "requested_by"),
+        ("Cancelled by", "cancelled_by"),
     ] {
         if !text(run, key).is_empty() {
             fields.push((label, cell(run, key)));

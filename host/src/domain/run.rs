@@ -229,6 +229,9 @@ pub struct Run {
     /// without authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// The key that cancelled it (`POST …/cancel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
 }
 
 impl Run {
@@ -270,6 +273,7 @@ impl Run {
                 reason: None,
             }],
             requested_by: None,
+            cancelled_by: None,
         }
     }
 

@@ -464,7 +464,27 @@ impl Execution {
 
     /// Cancels a pending or running run; a running one is interrupted and
     /// this waits (briefly) until it has stopped. Returns the run as stored.
+    /// The run records who cancelled it (`cancelled_by`).
     pub async fn cancel(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
+        let actor = current_actor();
+        let run = self.stop(app, run_id).await?;
+        match actor {
+            Some(actor) if run.status == RunStatus::Cancelled => {
+                let id = run_id.clone();
+                let recorded = blocking(&self.shared, move |s| {
+                    s.store.update_run(&id, &mut |run| {
+                        run.cancelled_by = Some(actor.clone());
+                        Ok(())
+                    })
+                })
+                .await?;
+                Ok(recorded)
+            }
+            _ => Ok(run),
+        }
+    }
+
+    async fn stop(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
         let run = self.run_of(app, run_id).await?;
         if run.status.is_terminal() {
             return Err(ExecutionError::Conflict(format!(

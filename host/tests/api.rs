@@ -1868,3 +1868,25 @@ async fn unknown_query_parameters_are_refused_on_every_endpoint() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_config_drops_its_compiled_code_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let runner = Arc::clone(server.service.runner());
+    assert_eq!(runner.loaded_usage(), (0, 0));
+    let config = server.upload("welcome-new-members").await;
+    let (held, bytes) = runner.loaded_usage();
+    assert_eq!(held, 1, "the upload's compile is kept for the first run");
+    assert!(bytes > 0);
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/configs/{}", id(&config)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(runner.loaded_usage(), (0, 0));
+    server.stop().await;
+}

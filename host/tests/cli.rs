@@ -1141,6 +1141,12 @@ fn doctor_checks_a_stopped_servers_store_and_refuses_a_running_one() {
     assert_eq!(again.code, 1, "{again:#?}");
     assert!(!again.stdout.contains("moved"), "{again:#?}");
     assert!(again.stdout.contains("default/cfg_torn"), "{again:#?}");
+    let json = cli_without_server(&["doctor", "--data-dir", &data, "-o", "json"], &[]).json();
+    assert_eq!(json["healthy"], false);
+    assert_eq!(json["checks"][1]["name"], "quarantine");
+    let problems = json["checks"][1]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{json:#}");
+    assert!(problems[0].as_str().unwrap().contains("default/cfg_torn"));
 
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().to_str().unwrap();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use serde_json::json;
 
 use crate::doctor;
 use crate::store::{SledStore, StoreError, StoreOptions};
@@ -26,6 +27,17 @@ pub struct Doctor {
     /// Directory of the embedded store, as given to `automata serve`.
     #[arg(long, env = "AUTOMATA_DATA_DIR", default_value = "automata-data")]
     data_dir: PathBuf,
+    /// How to print the report.
+    #[arg(long, short, value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// One line per check, its problems indented below.
+    Text,
+    /// `{"healthy", "checks": [{"name", "summary", "problems"}]}`.
+    Json,
 }
 
 impl Doctor {
@@ -46,18 +58,27 @@ impl Doctor {
             Err(error) => bail!("cannot open the store in {}: {error}", dir.display()),
         };
         let reports = doctor::examine(&store)?;
-        let width = reports
-            .iter()
-            .map(|(name, _)| name.len())
-            .max()
-            .unwrap_or(0);
-        let mut healthy = true;
-        for (name, report) in &reports {
-            println!("{name:width$}  {}", report.summary);
-            for problem in &report.problems {
-                println!("{:width$}    {problem}", "");
+        let healthy = reports.iter().all(|(_, report)| report.problems.is_empty());
+        match self.output {
+            Format::Text => {
+                let width = reports.iter().map(|(name, _)| name.len()).max();
+                let width = width.unwrap_or(0);
+                for (name, report) in &reports {
+                    println!("{name:width$}  {}", report.summary);
+                    for problem in &report.problems {
+                        println!("{:width$}    {problem}", "");
+                    }
+                }
             }
-            healthy &= report.problems.is_empty();
+            Format::Json => {
+                let checks: Vec<_> = reports
+                    .iter()
+                    .map(|(name, report)| {
+                        json!({"name": name, "summary": report.summary, "problems": report.problems})
+                    })
+                    .collect();
+                println!("{:#}", json!({"healthy": healthy, "checks": checks}));
+            }
         }
         Ok(if healthy {
             ExitCode::SUCCESS

@@ -201,6 +201,13 @@ impl Server {
             guard,
             edge::guard::guard,
         ));
+        let execution = Arc::clone(&self.execution);
+        // Output streams last as long as their runs: end them first, or the
+        // graceful shutdown would wait for every followed run to finish.
+        let shutdown = async move {
+            shutdown.await;
+            execution.close_streams();
+        };
         edge::listener::serve(self.listener, app, &self.edge, self.tls, shutdown)
             .await
             .map_err(ServerError::Serve)?;

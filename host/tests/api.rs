@@ -171,13 +171,12 @@ async fn uploads_each_example_and_stores_the_same_bytes_once() {
         assert_eq!(config["size"], guest(name).len());
         assert!(config["digest"].as_str().unwrap().starts_with("sha256:"));
         assert!(config["created_at"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(
-            server
-                .get(&format!("/apps/default/configs/{}", id(&config)))
-                .await
-                .1,
-            config
-        );
+        let (_, mut shown) = server
+            .get(&format!("/apps/default/configs/{}", id(&config)))
+            .await;
+        assert_eq!(shown["used_by"], json!([]), "no automation uses it yet");
+        shown.as_object_mut().unwrap().remove("used_by");
+        assert_eq!(shown, config);
     }
 
     // The same bytes again under the same name: the existing config, 200.
@@ -189,6 +188,15 @@ async fn uploads_each_example_and_stores_the_same_bytes_once() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    let mut again = again;
+    let message = again.as_object_mut().unwrap().remove("message").unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "already uploaded as {} (Daily Digest); nothing was stored",
+            id(&again)
+        )
+    );
     let (_, list) = server.get("/apps/default/configs").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 3);
     assert!(list["data"].as_array().unwrap().contains(&again));
@@ -624,28 +632,18 @@ async fn activation_needs_a_config_with_a_matching_trigger_node() {
         "conflict",
         &[&id(&scheduled)],
     );
+    // …nor while it is paused (it could be activated again).
     server
         .action(&format!(
             "/apps/default/automations/{}/pause",
             id(&scheduled)
         ))
         .await;
-    let (status, _) = server.call(Method::DELETE, &config_path, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    // Without its config the paused automation stays editable but cannot run.
-    let (status, renamed) = server
-        .call(
-            Method::PATCH,
-            &format!("/apps/default/automations/{}", id(&scheduled)),
-            Some(json!({"name": "Digest (config gone)"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_error(
-        &server.action(&activate).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unprocessable",
-        &["does not exist"],
+        &server.call(Method::DELETE, &config_path, None).await,
+        StatusCode::CONFLICT,
+        "conflict",
+        &[&id(&scheduled), "paused"],
     );
 
     assert_error(

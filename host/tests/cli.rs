@@ -8,6 +8,8 @@ use automata::store::{RecordKind, SledStore, StoreOptions};
 use automata_e2e::{ADMIN_TOKEN, ServeProcess, guest_path, spawn_serve};
 use serde_json::Value;
 
+mod readme;
+
 const BIN: &str = env!("CARGO_BIN_EXE_automata");
 
 /// A server on `127.0.0.1:0` with its own data directory, killed on drop.
@@ -667,7 +669,7 @@ fn server_errors_exit_1_with_the_servers_message() {
             "--trigger",
             "no.such_event",
         ])
-        .fails_with(1, "no.such_event");
+        .fails_with(2, "`no.such_event` is not a platform event");
 }
 
 #[test]
@@ -690,7 +692,19 @@ fn usage_errors_exit_2() {
         vec!["create", "automation", "-n", "X", "-t", "trigger"],
         vec!["create", "automation", "-n", "X", "-t", "sometimes"],
         vec!["list", "automations", "-o", "yaml"],
-        vec!["list", "automationruns"],
+        vec!["list", "automationruns", "--since", "a while"],
+        vec!["describe", "automation", "atr_01jdqm3k5v8x2n7w4c9b6e1f0a"],
+        vec![
+            "create",
+            "automation",
+            "-n",
+            "X",
+            "-t",
+            "trigger",
+            "--config-id",
+            "cfg_x",
+        ],
+        vec!["--app", "x", "serve"],
         vec![
             "list",
             "automationruns",
@@ -721,13 +735,13 @@ fn usage_errors_exit_2() {
         assert!(run.stderr.contains("error"), "{args:?}: {run:#?}");
     }
     // Checked by the CLI after parsing, before anything is sent.
-    cli_without_server(&["update", "automation", "aut_1"], &no_server)
+    cli_without_server(&["update", "automation", "nightly"], &no_server)
         .fails_with(2, "nothing to update");
     cli_without_server(
         &[
             "update",
             "automation",
-            "aut_1",
+            "nightly",
             "-n",
             "X",
             "--clear",
@@ -879,11 +893,15 @@ fn events_create_runs_that_can_be_followed_and_listed() {
     let failed_run = table.rows()[0][0].clone();
     assert_eq!(table.rows()[0][1], automation);
 
-    // Follow until it ends, then the spec's `describe automationrun atr_…`.
-    let followed = server
-        .cli(&["describe", "automationrun", &failed_run, "--follow"])
-        .ok();
+    // Follow until it ends (exit 1: it failed), then the spec's
+    // `describe automationrun atr_…`.
+    let followed = server.cli(&["describe", "automationrun", &failed_run, "--follow"]);
+    assert_eq!(followed.code, 1, "{followed:#?}");
     assert_eq!(followed.field("Status"), "failed");
+    assert!(
+        followed.stdout.starts_with("attempt 1 of run"),
+        "the output is streamed first: {followed:#?}"
+    );
     let described = server.cli(&["describe", "automationrun", &failed_run]).ok();
     assert_eq!(described.field("Automation"), automation);
     assert_eq!(described.field("Trigger"), "thread.created");
@@ -981,7 +999,7 @@ fn events_create_runs_that_can_be_followed_and_listed() {
     );
     server
         .cli(&["send", "event", "thread.exploded"])
-        .fails_with(1, "thread.exploded");
+        .fails_with(2, "`thread.exploded` is not a platform event");
 }
 
 #[test]
@@ -1301,4 +1319,447 @@ fn the_cli_talks_https_to_a_server_with_its_own_certificate() {
     assert!(listed.stdout.contains("default"), "{}", listed.stdout);
     // Without the CA the certificate is not trusted.
     server.cli(&["list", "apps"]).fails_with(1, "");
+}
+
+#[test]
+fn the_readme_runs_as_written_on_an_empty_server() {
+    let server = Server::start();
+    let reader = readme::Reader {
+        url: &server.url,
+        token: Some(ADMIN_TOKEN),
+        binary: BIN,
+    };
+    reader.run("").assert_clean();
+}
+
+#[test]
+fn the_readme_runs_as_written_next_to_the_demos_examples() {
+    let server = Server::start();
+    let reader = readme::Reader {
+        url: &server.url,
+        token: Some(ADMIN_TOKEN),
+        binary: BIN,
+    };
+    let transcript = reader.run(r#"scripts/demo-setup "$AUTOMATA_URL/apps/default""#);
+    transcript.assert_clean();
+    assert!(
+        transcript.stdout.contains("ingestion-alert"),
+        "the demo's examples were set up first:\n{transcript}"
+    );
+}
+
+#[test]
+fn runs_across_automations_are_one_command_showing_the_last_attempt() {
+    let server = Server::start();
+    let automation = sleeper_automation(&server);
+    let retrying = r#"{"max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 10}"#;
+    server
+        .cli(&["update", "automation", &automation, "--retry", retrying])
+        .ok();
+    // Attempt 1 traps, its retry completes: --wait follows the chain.
+    let waited = server
+        .cli(&[
+            "run",
+            "automation",
+            &automation,
+            "--wait",
+            "--input",
+            r#"{"payload": {"trap_before_attempt": 2}}"#,
+        ])
+        .ok();
+    assert_eq!(waited.field("Attempt"), "2");
+    assert_eq!(waited.field("Status"), "completed");
+    let first_attempt = waited.field("Retry of");
+    assert!(
+        waited.stderr.contains("Attempt 1 failed (trap: "),
+        "{waited:#?}"
+    );
+    // Following the first attempt ends at the last one, exit 0.
+    let followed = server
+        .cli(&["describe", "automationrun", &first_attempt, "--follow"])
+        .ok();
+    assert_eq!(followed.field("Attempt"), "2");
+    assert!(
+        followed.stdout.contains("attempt 1 of run")
+            && followed.stdout.contains("attempt 2 of run"),
+        "both attempts' lines are streamed: {followed:#?}"
+    );
+    server
+        .cli(&[
+            "send",
+            "event",
+            "thread.created",
+            "--payload",
+            r#"{"error": "boom"}"#,
+        ])
+        .ok();
+    // "What failed in the last hour?" — every automation, last attempts only.
+    let failed = server
+        .cli(&[
+            "list",
+            "automationruns",
+            "--status",
+            "failed",
+            "--since",
+            "1h",
+        ])
+        .ok();
+    assert_eq!(
+        failed.header(),
+        [
+            "ID",
+            "AUTOMATION",
+            "STATUS",
+            "TRIGGER",
+            "ATTEMPT",
+            "CREATED",
+            "DURATION",
+            "ERROR"
+        ]
+    );
+    let rows = failed.rows();
+    assert_eq!(rows.len(), 1, "{failed:#?}");
+    assert_eq!(
+        rows[0][1..4],
+        [automation.as_str(), "failed", "thread.created"]
+    );
+    assert_eq!(rows[0].last().unwrap(), "boom");
+    let every = server.json(&["list", "automationruns", "--all-attempts"]);
+    assert_eq!(every["data"].as_array().unwrap().len(), 3);
+    let latest = server.json(&["list", "automationruns", "--trigger", "thread.created"]);
+    assert_eq!(latest["data"].as_array().unwrap().len(), 2);
+    let none = server
+        .cli(&["list", "automationruns", "--since", "2099-01-01T00:00:00Z"])
+        .ok();
+    assert_eq!(none.stderr.trim(), "No runs found.");
+    server
+        .cli(&["list", "automationruns", "--since", "yesterday"])
+        .fails_with(2, "neither a duration");
+}
+
+/// A server on a fixed loopback port (so it can be restarted there), killed on drop.
+struct FixedServer {
+    child: Child,
+}
+
+impl FixedServer {
+    fn start(data: &std::path::Path, port: u16) -> FixedServer {
+        use std::io::BufRead as _;
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("AUTOMATA_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (up, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening") {
+                    let _ = up.send(());
+                }
+            }
+        });
+        listening
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server starts");
+        FixedServer { child }
+    }
+}
+
+impl Drop for FixedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child's output lines, read as they come.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = sender.send(line);
+        }
+    });
+    lines
+}
+
+/// Waits for a line containing `wanted`; everything read so far.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, wanted: &str, seen: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !seen.iter().any(|line| line.contains(wanted)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {wanted:?} in {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn a_follow_streams_output_and_survives_a_server_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let first = FixedServer::start(data.path(), port);
+    let client = Server {
+        child: Command::new("true").spawn().unwrap(),
+        url: url.clone(),
+        _data: tempfile::tempdir().unwrap(),
+    };
+    let automation = sleeper_automation(&client);
+    let retrying = r#"{"max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 10}"#;
+    client
+        .cli(&["update", "automation", &automation, "--retry", retrying])
+        .ok();
+    // Sleeps on attempt 1 (which the restart interrupts), not on attempt 2.
+    let sent = client.json(&[
+        "send",
+        "event",
+        "thread.created",
+        "--payload",
+        r#"{"sleep_ms": 60000, "sleep_until_attempt": 2}"#,
+    ]);
+    let run = sent["run_ids"][0].as_str().unwrap().to_owned();
+    let mut follower = Command::new(BIN)
+        .args(["describe", "automationrun", &run, "--follow"])
+        .env("AUTOMATA_URL", &url)
+        .env("AUTOMATA_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines_of(follower.stdout.take().unwrap());
+    let stderr = lines_of(follower.stderr.take().unwrap());
+    let mut out = Vec::new();
+    wait_for_line(&stdout, "sleeping 60000 ms", &mut out);
+    assert!(out[0].starts_with("attempt 1 of run"), "{out:#?}");
+
+    // The host dies mid-run (once its start is on disk: run progress is
+    // flushed within 10 ms) and comes back on the same port.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(first);
+    let mut err = Vec::new();
+    wait_for_line(&stderr, "reconnecting", &mut err);
+    let _second = FixedServer::start(data.path(), port);
+    wait_for_line(&stderr, "Reconnected", &mut err);
+    let status = follower.wait().unwrap();
+    out.extend(stdout.iter());
+    err.extend(stderr.iter());
+    let out = out.join("\n");
+    assert!(status.success(), "{out}\n{err:#?}");
+    assert!(
+        err.iter()
+            .any(|line| line.contains("Attempt 1 failed (host_restarted")),
+        "{err:#?}"
+    );
+    assert!(out.contains("attempt 2 of run"), "{out}");
+    assert!(out.contains("\nStatus:         completed\n"), "{out}");
+    assert!(out.contains("\nAttempt:        2\n"), "{out}");
+    drop(client);
+}
+
+#[test]
+fn ctrl_c_while_following_says_how_to_cancel() {
+    let server = Server::start();
+    sleeper_automation(&server);
+    let sent = server.json(&[
+        "send",
+        "event",
+        "thread.created",
+        "--payload",
+        r#"{"sleep_ms": 60000}"#,
+    ]);
+    let run = sent["run_ids"][0].as_str().unwrap().to_owned();
+    let mut follower = Command::new(BIN)
+        .args(["describe", "automationrun", &run, "--follow"])
+        .env("AUTOMATA_URL", &server.url)
+        .env("AUTOMATA_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines_of(follower.stdout.take().unwrap());
+    wait_for_line(&stdout, "sleeping 60000 ms", &mut Vec::new());
+    let interrupted = Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let output = follower.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "To cancel it: automata cancel automationrun {run}"
+        )),
+        "{stderr}"
+    );
+    let shown = server.json(&["describe", "automationrun", &run]);
+    assert_eq!(shown["status"], "running", "following stopped, not the run");
+}
+
+#[test]
+fn the_cli_speaks_in_flags_ids_and_commands() {
+    let server = Server::start();
+    let config = upload(&server, "welcome-new-members");
+    // A malformed id names the flag and the expected form; no JSON position.
+    let bad = server
+        .cli(&[
+            "create",
+            "automation",
+            "-n",
+            "x",
+            "-t",
+            "trigger",
+            "--trigger",
+            "thread.created",
+            "--config-id",
+            "cfg_doesnotexist",
+        ])
+        .fails_with(2, "--config-id");
+    assert!(
+        bad.stderr
+            .contains("not a config id (cfg_ followed by 26 characters)"),
+        "{bad:#?}"
+    );
+    assert!(
+        !bad.stderr.contains("JSON") && !bad.stderr.contains("column"),
+        "{bad:#?}"
+    );
+    let retry = server
+        .cli(&[
+            "create",
+            "automation",
+            "-n",
+            "x",
+            "-t",
+            "trigger",
+            "--trigger",
+            "thread.created",
+            "--retry",
+            r#"{"max_attempts": "three"}"#,
+        ])
+        .fails_with(1, "--retry: `max_attempts`");
+    assert!(!retry.stderr.contains("line 1 column"), "{retry:#?}");
+    // Near-miss events get a suggestion and the command that lists them.
+    server
+        .cli(&["send", "event", "thread.member_join"])
+        .fails_with(
+            2,
+            "did you mean `thread.member_joined`? (`automata list events` lists them)",
+        );
+    // Ids in the wrong place say what they are; ids in any case work.
+    let created = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Greeter",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.member_joined",
+        "--config-id",
+        &config.to_uppercase(),
+    ]);
+    let automation = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["config_id"], config.as_str());
+    let shown = server.json(&["describe", "automation", &automation.to_uppercase()]);
+    assert_eq!(shown["id"], automation.as_str());
+    server
+        .cli(&["describe", "automation", "atr_01jdqm3k5v8x2n7w4c9b6e1f0a"])
+        .fails_with(2, "is a run id, not an automation id");
+    server
+        .cli(&["describe", "automationrun", &automation])
+        .fails_with(2, "is an automation id, not a run id");
+    // Global flags before the command.
+    let before = server
+        .cli(&["-o", "json", "--app", "default", "list", "automations"])
+        .ok();
+    assert_eq!(before.json()["data"].as_array().unwrap().len(), 1);
+    cli_without_server(&["--url", &server.url, "serve"], &[]).fails_with(2, "--url");
+    // Tables fit the width; nothing wraps.
+    let narrow = server
+        .cli_with_env(&["list", "automations"], &[("COLUMNS", "110")])
+        .ok();
+    for line in narrow.stdout.lines() {
+        assert!(line.chars().count() <= 110, "{line:?}");
+    }
+    assert!(narrow.stdout.contains('…'), "{narrow:#?}");
+    assert!(
+        narrow.stdout.contains(&automation),
+        "ids stay whole: {narrow:#?}"
+    );
+    // The config says who uses it, refuses to go, and a repeat upload says it is stored.
+    let described = server.cli(&["describe", "config", &config]).ok();
+    assert_eq!(
+        described.field("Used by"),
+        format!("{automation} (Greeter, draft)")
+    );
+    server
+        .cli(&["delete", "config", &config])
+        .fails_with(1, &automation);
+    let again = server
+        .cli(&[
+            "create",
+            "config",
+            "--file",
+            &guest_path("welcome-new-members").to_string_lossy(),
+        ])
+        .ok();
+    assert!(
+        again
+            .stderr
+            .contains(&format!("Already uploaded as {config} (")),
+        "{again:#?}"
+    );
+    // An event for an app with no automations warns.
+    server.cli(&["create", "app", "acmee"]).ok();
+    let lonely = server
+        .cli(&["send", "event", "thread.created", "--app", "acmee"])
+        .ok();
+    assert!(
+        lonely
+            .stderr
+            .contains("warning: app acmee has no automations"),
+        "{lonely:#?}"
+    );
+}
+
+#[test]
+fn completions_into_a_closed_pipe_do_not_panic() {
+    // Like `automata completions bash | head`: stdout closes before the CLI writes.
+    let mut child = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

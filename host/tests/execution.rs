@@ -1173,3 +1173,510 @@ async fn the_openapi_document_describes_the_execution_endpoints() {
 mod crash;
 #[path = "execution/json.rs"]
 mod json;
+
+// ---- Operator experience: runs across automations, retry chains, live
+// output, lifecycle gaps ----
+
+/// The ids of a run list page, in order.
+fn ids_of(page: &Value) -> Vec<String> {
+    page["data"].as_array().unwrap().iter().map(id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_across_automations_list_newest_first_by_filter_and_retry_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let retried = api
+        .trigger(
+            "thread.created",
+            &sleeper,
+            json!({"retry": {"max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 10}}),
+        )
+        .await;
+    let greeter = api
+        .trigger("thread.member_joined", &welcome, json!({}))
+        .await;
+    let first = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"trap_before_attempt": 2}}))
+        .await;
+    let chain = api
+        .wait_runs("default", &retried, Duration::from_secs(15), |runs| {
+            count(runs, "completed") == 1
+        })
+        .await;
+    let greeted = api
+        .first_run(json!({"trigger": "thread.member_joined", "payload": welcome_payload()}))
+        .await;
+    api.wait_ended("default", &greeted).await;
+    let (attempt_1, attempt_2) = (id(&chain[0]), id(&chain[1]));
+    assert_eq!(attempt_1, first);
+    assert_eq!(chain[0]["retried_by"], attempt_2.as_str(), "{chain:#?}");
+    assert_eq!(chain[0]["failure_kind"], "trap");
+    assert!(chain[1]["retried_by"].is_null());
+
+    let list = |query: &str| {
+        let path = format!("/apps/default/automations/runs{query}");
+        async move { api.get(&path).await }
+    };
+    assert_eq!(
+        ids_of(&list("").await),
+        [greeted.clone(), attempt_2.clone(), attempt_1.clone()],
+        "every automation's runs, newest first"
+    );
+    assert_eq!(
+        ids_of(&list("?latest_attempt=true").await),
+        [greeted.clone(), attempt_2.clone()]
+    );
+    assert_eq!(
+        ids_of(&list("?status=failed").await),
+        std::slice::from_ref(&attempt_1)
+    );
+    assert_eq!(
+        ids_of(&list("?trigger=thread.member_joined").await),
+        std::slice::from_ref(&greeted)
+    );
+    assert_eq!(
+        ids_of(&list(&format!("?automation_id={retried}&latest_attempt=true")).await),
+        std::slice::from_ref(&attempt_2)
+    );
+    let hour_ago = (Utc::now() - chrono::TimeDelta::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let soon = (Utc::now() + chrono::TimeDelta::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        ids_of(&list(&format!("?status=failed&since={hour_ago}")).await),
+        std::slice::from_ref(&attempt_1),
+        "what failed in the last hour"
+    );
+    assert!(ids_of(&list(&format!("?since={soon}")).await).is_empty());
+    assert_eq!(
+        ids_of(&list(&format!("?until={hour_ago}")).await),
+        Vec::<String>::new()
+    );
+    let page = list("?limit=2").await;
+    assert_eq!(ids_of(&page), [greeted.clone(), attempt_2.clone()]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next = list(&format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids_of(&next), std::slice::from_ref(&attempt_1));
+    assert!(next["next_cursor"].is_null());
+    // The per-automation list takes the same filters.
+    let own = api
+        .get(&format!(
+            "/apps/default/automations/{greeter}/runs?latest_attempt=true&trigger=thread.member_joined"
+        ))
+        .await;
+    assert_eq!(ids_of(&own), std::slice::from_ref(&greeted));
+
+    let (code, error) = api
+        .call(
+            Method::GET,
+            &format!("/apps/default/automations/{greeter}/runs?automation_id={retried}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{error}");
+    let (code, error) = api
+        .call(
+            Method::GET,
+            "/apps/default/automations/runs?since=yesterday",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("since"),
+        "{error}"
+    );
+    // `runs` is the list, never a lookup key.
+    let (code, error) = api
+        .post(
+            "/apps/default/automations",
+            json!({"name": "x", "type": "trigger", "trigger": "thread.created", "lookup_key": "runs"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{error}");
+    let (code, _) = api
+        .call(Method::DELETE, "/apps/default/automations/runs", None)
+        .await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_automation_interrupts_its_run_and_keeps_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api
+        .trigger("thread.created", &sleeper, json!({"lookup_key": "doomed"}))
+        .await;
+    let run = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 30_000}}))
+        .await;
+    api.wait_running(&run).await;
+    let started = Instant::now();
+    let (code, _) = api
+        .call(Method::DELETE, "/apps/default/automations/doomed", None)
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let ended = api.wait_ended("default", &run).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "interrupted, not waited for"
+    );
+    assert_eq!(status(&ended), "cancelled", "{ended:#}");
+    assert_eq!(ended["reason"], "automation deleted");
+    assert!(ended["retried_by"].is_null());
+
+    // Its history stays: by its id, and across automations.
+    let own = api
+        .get(&format!("/apps/default/automations/{automation}/runs"))
+        .await;
+    assert_eq!(ids_of(&own), std::slice::from_ref(&run));
+    let across = api
+        .get(&format!(
+            "/apps/default/automations/runs?automation_id={automation}"
+        ))
+        .await;
+    assert_eq!(ids_of(&across), std::slice::from_ref(&run));
+    let (code, error) = api
+        .post(
+            &format!("/apps/default/automations/runs/{run}/rerun"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was deleted") && message.contains(&automation),
+        "{message}"
+    );
+    // Its lookup key is gone, and an id that never had runs is unknown.
+    let (code, _) = api
+        .call(Method::GET, "/apps/default/automations/doomed/runs", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apps/default/automations/aut_01jdqm3k5v8x2n7w4c9b6e1f0a/runs",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_in_use_stay_and_every_failed_run_has_a_failure_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let old = api.upload("default", "welcome-new-members").await;
+    let automation = api
+        .automation(
+            "default",
+            json!({"name": "Greeter", "type": "trigger", "trigger": "thread.member_joined", "config_id": old}),
+            false,
+        )
+        .await;
+    // A draft uses it: it cannot go (409 naming the automation), and it says who uses it.
+    let (code, error) = api
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/configs/{old}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&automation) && message.contains("Greeter") && message.contains("draft"),
+        "{message}"
+    );
+    let shown = api.get(&format!("/apps/default/configs/{old}")).await;
+    assert_eq!(
+        shown["used_by"],
+        json!([{"id": automation, "name": "Greeter", "status": "draft"}])
+    );
+
+    // The same bytes again: 200, the stored config, and a message saying so.
+    let response = api
+        .client
+        .post(format!("{}/apps/default/configs", api.base))
+        .header("content-type", "application/wasm")
+        .body(guest("welcome-new-members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(again["id"], old.as_str());
+    let message = again["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("already uploaded as {old} (")),
+        "{message}"
+    );
+
+    // A run whose config is gone by the time it runs fails with a kind.
+    let (code, run) = api
+        .post(
+            &format!("/apps/default/automations/{automation}/run"),
+            json!({"payload": welcome_payload()}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{run}");
+    let run = api.wait_ended("default", &id(&run)).await;
+    assert_eq!(status(&run), "completed");
+    let new = api.upload("default", "sleeper").await;
+    let (code, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/apps/default/automations/{automation}"),
+            Some(json!({"config_id": new, "trigger": "thread.created"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/configs/{old}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::NO_CONTENT,
+        "no automation uses it any more"
+    );
+    let (code, rerun) = api
+        .post(
+            &format!("/apps/default/automations/runs/{}/rerun", id(&run)),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{rerun}");
+    let rerun = api.wait_ended("default", &id(&rerun)).await;
+    assert_eq!(status(&rerun), "failed", "{rerun:#}");
+    assert_eq!(rerun["failure_kind"], "config_unavailable");
+    assert!(
+        rerun["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_app_without_automations_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(1)).await;
+    let api = &server.api;
+    let (code, created) = api.post("/apps", json!({"id": "acmee"})).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let receipt = api
+        .send_event("acmee", json!({"trigger": "thread.created", "payload": {}}))
+        .await;
+    assert_eq!(receipt["warning"], "app acmee has no automations");
+    assert_eq!(receipt["run_ids"], json!([]));
+    // An app with automations, none listening: no warning.
+    let sleeper = api.upload("default", "sleeper").await;
+    api.trigger("thread.created", &sleeper, json!({})).await;
+    let receipt = api
+        .send_event(
+            "default",
+            json!({"trigger": "thread.deleted", "payload": {}}),
+        )
+        .await;
+    assert!(receipt.get("warning").is_none(), "{receipt}");
+    let (code, error) = api
+        .post(
+            "/apps/default/events",
+            json!({"trigger": "thread.member_join", "payload": {}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `thread.member_joined`?"),
+        "{error}"
+    );
+    server.stop().await;
+}
+
+/// Reads a `text/event-stream` body to its end: `(event, id, data)` per event.
+async fn read_events(response: reqwest::Response) -> Vec<(String, Option<String>, String)> {
+    let text = response.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty() && !block.starts_with(':'))
+        .map(|block| {
+            let mut event = ("message".to_owned(), None, Vec::new());
+            for line in block.lines() {
+                let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                match field {
+                    "event" => event.0 = value.to_owned(),
+                    "id" => event.1 = Some(value.to_owned()),
+                    "data" => event.2.push(value.to_owned()),
+                    _ => {}
+                }
+            }
+            (event.0, event.1, event.2.join("\n"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_output_is_followed_live_from_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(2)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    api.trigger("thread.created", &sleeper, json!({})).await;
+    let run = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 1500}}))
+        .await;
+    let output = format!("{}/apps/default/automations/runs/{run}/output", api.base);
+    let response = api
+        .client
+        .get(format!("{output}?follow=true"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    // The first lines arrive while the run still runs.
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("sleeping 1500 ms") {
+        use futures_util::StreamExt as _;
+        let chunk = body.next().await.expect("more events").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(status(&api.run("default", &run).await), "running", "{seen}");
+    assert!(
+        seen.contains(&format!("id: 1\ndata: attempt 1 of run {run}\n\n")),
+        "{seen}"
+    );
+    while !seen.contains("event: end") {
+        use futures_util::StreamExt as _;
+        let chunk = body.next().await.expect("the end event").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("id: 3\ndata: done\n\n"), "{seen}");
+    let end = seen
+        .split("event: end\ndata: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap();
+    let end: Value = serde_json::from_str(end).unwrap();
+    assert_eq!(end["status"], "completed");
+    assert_eq!(end["next_offset"], 3);
+
+    // After the end: from an offset as JSON, as plain lines, and resumed by Last-Event-ID.
+    let page = api
+        .get(&format!(
+            "/apps/default/automations/runs/{run}/output?offset=2"
+        ))
+        .await;
+    assert_eq!(
+        page,
+        json!({"data": ["done"], "next_offset": 3, "status": "completed", "complete": true})
+    );
+    let plain = api
+        .client
+        .get(format!("{output}?follow=true&offset=1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        plain.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(plain.text().await.unwrap(), "sleeping 1500 ms\ndone\n");
+    let resumed = api
+        .client
+        .get(format!("{output}?follow=true"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    let events = read_events(resumed).await;
+    assert_eq!(
+        events[0],
+        ("message".into(), Some("3".into()), "done".into())
+    );
+    assert_eq!(events[1].0, "end");
+    assert_eq!(events.len(), 2);
+
+    // A pending run is waited for: a run-now on a busy worker pool of one.
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apps/default/automations/runs/atr_01jdqm3k5v8x2n7w4c9b6e1f0a/output",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("/apps/default/automations/runs/{run}/output?offset=-1"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_of_a_pending_run_gets_its_lines_once_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(1)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    api.trigger("thread.created", &sleeper, json!({})).await;
+    let busy = api
+        .first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 700}}))
+        .await;
+    api.wait_running(&busy).await;
+    let waiting = api
+        .first_run(json!({"trigger": "thread.created", "payload": {}}))
+        .await;
+    assert_eq!(status(&api.run("default", &waiting).await), "pending");
+    let response = api
+        .client
+        .get(format!(
+            "{}/apps/default/automations/runs/{waiting}/output?follow=true",
+            api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!("attempt 1 of run {waiting}\ndone\n")
+    );
+    assert_eq!(status(&api.run("default", &waiting).await), "completed");
+    server.stop().await;
+}

@@ -53,7 +53,7 @@ async fn run_case(
 ) -> RunReport {
     let options = RunOptions {
         limits,
-        cancel: None,
+        ..RunOptions::default()
     };
     runner
         .run_with(
@@ -386,6 +386,7 @@ async fn cancel_after(runner: &Runner, workflow: &Workflow, case: &str) -> (RunR
             ..LimitOverrides::default()
         },
         cancel: Some(token),
+        ..RunOptions::default()
     };
     let started = Instant::now();
     let report = runner
@@ -721,6 +722,7 @@ fn spawn_endless_loop(
             ..LimitOverrides::default()
         },
         cancel: Some(token.clone()),
+        ..RunOptions::default()
     };
     tokio::spawn(async move {
         runner

@@ -25,6 +25,36 @@ pub struct ConfigList {
     pub data: Vec<Config>,
 }
 
+/// An upload's answer: the config, and for bytes already stored a
+/// `message` saying so.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadResponse {
+    #[serde(flatten)]
+    pub config: Config,
+    /// Only on a 200: `already uploaded as cfg_… (name); nothing was stored`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An automation that uses a config.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfigUser {
+    pub id: crate::domain::ids::AutomationId,
+    pub name: String,
+    #[schema(value_type = String, example = "running")]
+    pub status: crate::domain::automation::AutomationStatus,
+}
+
+/// A config as shown alone: with the automations using it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfigDetail {
+    #[serde(flatten)]
+    pub config: Config,
+    /// Every automation (any status) whose `config_id` is this config; while
+    /// there is one, the config cannot be deleted.
+    pub used_by: Vec<ConfigUser>,
+}
+
 /// The schema of an upload's body: the component's bytes. Handlers read the
 /// raw body; this only describes it.
 pub struct ComponentBytes;
@@ -57,8 +87,9 @@ type Response<T> = Result<T, ApiError>;
 ///
 /// The component is compiled and must implement the `automata:workflow/workflow`
 /// world; its graph (trigger nodes and steps) is read and stored with it. Bytes
-/// are stored once per sha256 digest; uploading the same bytes under the same
-/// name again returns the existing config with 200.
+/// are stored once per sha256 digest; uploading the same bytes again (under
+/// the same name, or with none) returns the existing config with 200 and a
+/// `message` saying so.
 #[utoipa::path(
     post, path = "/apps/{app_id}/configs", tag = "configs",
     params(
@@ -68,8 +99,8 @@ type Response<T> = Result<T, ApiError>;
     ),
     request_body(content = ComponentBytes, content_type = "application/wasm", description = "The component's bytes"),
     responses(
-        (status = 201, body = Config, description = "Stored"),
-        (status = 200, body = Config, description = "The same bytes and name were already stored"),
+        (status = 201, body = UploadResponse, description = "Stored"),
+        (status = 200, body = UploadResponse, description = "The same bytes were already stored (under this name): the existing config, with `message`"),
         (status = 400, body = ErrorBody, description = "Wrong Content-Type, empty body or bad name"),
         (status = 413, body = ErrorBody, description = "Larger than the configured limit (default 20 MiB)"),
         (status = 422, body = ErrorBody, description = "Not a component, or not of the workflow world"),
@@ -82,7 +113,7 @@ pub async fn upload(
     QueryParams(query): QueryParams<UploadQuery>,
     headers: HeaderMap,
     request: Request,
-) -> Response<(StatusCode, Json<Config>)> {
+) -> Response<(StatusCode, Json<UploadResponse>)> {
     let app = app_id(&app)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -115,12 +146,23 @@ pub async fn upload(
         }
     })?;
     let upload = service.upload_config(&app, name, bytes).await?;
-    let status = if upload.created {
-        StatusCode::CREATED
+    let (status, message) = if upload.created {
+        (StatusCode::CREATED, None)
     } else {
-        StatusCode::OK
+        let config = &upload.config;
+        let message = format!(
+            "already uploaded as {} ({}); nothing was stored",
+            config.id, config.name
+        );
+        (StatusCode::OK, Some(message))
     };
-    Ok((status, Json(upload.config)))
+    Ok((
+        status,
+        Json(UploadResponse {
+            config: upload.config,
+            message,
+        }),
+    ))
 }
 
 fn upload_name(query: Option<String>, headers: &HeaderMap) -> Response<Option<String>> {
@@ -160,16 +202,28 @@ pub async fn list(
         ("app_id" = String, Path, description = "App id"),
         ("id" = String, Path, description = "Config id (`cfg_…`)"),
     ),
-    responses((status = 200, body = Config), (status = 404, body = ErrorBody))
+    responses((status = 200, body = ConfigDetail), (status = 404, body = ErrorBody))
 )]
 pub async fn show(
     State(service): State<Arc<Service>>,
     PathParams((app, id)): PathParams<(String, String)>,
-) -> Response<Json<Config>> {
-    Ok(Json(service.config(&app_id(&app)?, &id).await?))
+) -> Response<Json<ConfigDetail>> {
+    let app = app_id(&app)?;
+    let config = service.config(&app, &id).await?;
+    let used_by = service
+        .config_users(&app, &config.id)
+        .await?
+        .into_iter()
+        .map(|a| ConfigUser {
+            id: a.id,
+            name: a.name,
+            status: a.status,
+        })
+        .collect();
+    Ok(Json(ConfigDetail { config, used_by }))
 }
 
-/// Delete a config (refused while a running automation uses it).
+/// Delete a config (refused while any automation uses it, whatever its status).
 #[utoipa::path(
     delete, path = "/apps/{app_id}/configs/{id}", tag = "configs",
     params(
@@ -179,7 +233,7 @@ pub async fn show(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "A running automation uses it"),
+        (status = 409, body = ErrorBody, description = "Automations use it (named in the message)"),
     )
 )]
 pub async fn delete(

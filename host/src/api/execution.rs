@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use super::MAX_JSON_BODY_BYTES;
 use super::error::{ApiError, ErrorBody};
@@ -44,6 +44,10 @@ pub fn routes(service: Arc<Service>, execution: Arc<Execution>) -> Router {
             "/apps/{app_id}/automations/runs/{run_id}/rerun",
             post(rerun),
         )
+        .route(
+            "/apps/{app_id}/automations/runs/{run_id}/output",
+            get(super::output::output),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .with_state(ExecutionState { service, execution })
 }
@@ -66,7 +70,8 @@ impl From<ExecutionError> for ApiError {
     }
 }
 
-fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
+/// A run id from the path: 404 (naming the app) when it is not one.
+pub(super) fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found(format!("no run `{raw}` in app `{app}`")))
 }
@@ -84,7 +89,7 @@ fn run_id(raw: &str, app: &AppId) -> Result<RunId, ApiError> {
     params(("app_id" = String, Path, description = "App id")),
     request_body = IncomingEvent,
     responses(
-        (status = 202, body = EventReceipt, description = "Accepted: the runs created"),
+        (status = 202, body = EventAnswerBody, description = "Accepted: the runs created"),
         (status = 400, body = ErrorBody, description = "Unknown event or malformed body"),
         (status = 422, body = ErrorBody, description = "The idempotency_key was used for a different request"),
         (status = 429, body = ErrorBody, description = "The run queue is full; retry later"),
@@ -96,8 +101,14 @@ pub async fn receive_event(
     PathParams(app): PathParams<String>,
     JsonBody(event): JsonBody<IncomingEvent>,
 ) -> Result<Response, ApiError> {
-    let answer = state.execution.receive_event(app_id(&app)?, event).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(answer.receipt.into_answer())).into_response();
+    let app = app_id(&app)?;
+    let answer = state.execution.receive_event(app.clone(), event).await?;
+    let warning = no_automations_warning(&state.service, &app, &answer.receipt).await?;
+    let body = EventAnswerBody {
+        receipt: answer.receipt.into_answer(),
+        warning,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if answer.replayed {
         response.headers_mut().insert(
             HeaderName::from_static(REPLAYED_HEADER),
@@ -105,6 +116,31 @@ pub async fn receive_event(
         );
     }
     Ok(response)
+}
+
+/// The answer to an event: its receipt, and a warning when the app has no
+/// automations at all (most likely a misspelt app id).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventAnswerBody {
+    #[serde(flatten)]
+    pub receipt: EventReceipt,
+    /// `app acmee has no automations`: the event reached no automation and
+    /// none exists in the app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Until apps are explicit, an event for an app without a single automation
+/// is accepted like any other; the answer says so.
+async fn no_automations_warning(
+    service: &Service,
+    app: &AppId,
+    receipt: &EventReceipt,
+) -> Result<Option<String>, ApiError> {
+    if !receipt.run_ids.is_empty() || !service.automations(app, None).await?.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!("app {app} has no automations")))
 }
 
 /// Run an automation now.
@@ -177,6 +213,7 @@ pub async fn cancel(
     responses(
         (status = 202, body = Run, description = "The new pending run"),
         (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The run's automation was deleted"),
         (status = 422, body = ErrorBody, description = "The automation has no config"),
         (status = 429, body = ErrorBody, description = "The run queue is full"),
         (status = 503, body = ErrorBody, description = "The host is shutting down"),

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod output;
 pub mod query;
 pub mod runs;
 pub mod schedule;
@@ -63,6 +64,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         automations::events,
         schedule::preview,
         runs::list,
+        runs::list_all,
         runs::show,
         configs::upload,
         configs::list,
@@ -76,6 +78,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         admin::quarantined,
         admin::quarantined_bytes,
         admin::discard,
+        output::output,
     ),
     tags(
         (name = "apps", description = "Apps (namespaces) and their API keys"),
@@ -163,6 +166,7 @@ pub fn router(service: Arc<Service>) -> Router {
             post(automations::reset),
         )
         .route("/apps/{app_id}/automations/{id}/runs", get(runs::list))
+        .route("/apps/{app_id}/automations/runs", get(runs::list_all))
         .route("/apps/{app_id}/automations/runs/{run_id}", get(runs::show))
         .route(
             "/apps/{app_id}/configs",

@@ -1,9 +1,12 @@
-//! `/apps/:app_id/automations/:id/runs` and `/apps/:app_id/automations/runs/:run_id`.
+//! `/apps/:app_id/automations/runs` (every automation's runs),
+//! `/apps/:app_id/automations/:id/runs` and
+//! `/apps/:app_id/automations/runs/:run_id`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody};
@@ -25,16 +28,48 @@ pub struct RunList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListRunsQuery {
+    /// Only runs of this automation (id or lookup key; the id of a deleted
+    /// automation still finds its runs). Only on `/automations/runs`: the
+    /// per-automation list has it in its path.
+    pub automation_id: Option<String>,
     /// Only runs in this status.
     #[param(inline)]
     pub status: Option<RunStatus>,
+    /// Only runs of this trigger: an event name or `workflow.scheduled`.
+    pub trigger: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<DateTime<Utc>>,
+    /// Only the last attempt of each retry chain (runs without `retried_by`).
+    pub latest_attempt: Option<bool>,
     /// Page size: default 50, at most 100.
     pub limit: Option<usize>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
+impl ListRunsQuery {
+    fn into_query(self) -> RunQuery {
+        RunQuery {
+            automation: self.automation_id,
+            status: self.status,
+            trigger: self.trigger,
+            since: self.since,
+            until: self.until,
+            latest_attempt: self.latest_attempt.unwrap_or(false),
+            limit: self.limit,
+            cursor: self.cursor,
+        }
+    }
+}
+
 /// List an automation's runs, newest first.
+///
+/// The runs of a deleted automation stay listable by its id until retention
+/// removes them.
 #[utoipa::path(
     get, path = "/apps/{app_id}/automations/{id}/runs", tag = "runs",
     params(
@@ -44,7 +79,7 @@ pub struct ListRunsQuery {
     ),
     responses(
         (status = 200, body = RunList),
-        (status = 400, body = ErrorBody, description = "Bad status, limit or cursor"),
+        (status = 400, body = ErrorBody, description = "Bad filter, limit or cursor"),
         (status = 404, body = ErrorBody),
     )
 )]
@@ -53,12 +88,50 @@ pub async fn list(
     PathParams((app, id)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<ListRunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
+    let app = app_id(&app)?;
+    if query.automation_id.is_some() {
+        return Err(ApiError::invalid(
+            "invalid query string: `automation_id` is given by the path here; \
+             use it on /apps/{app_id}/automations/runs",
+        ));
+    }
     let query = RunQuery {
-        status: query.status,
-        limit: query.limit,
-        cursor: query.cursor,
+        automation: Some(id),
+        ..query.into_query()
     };
-    let page = service.runs(&app_id(&app)?, &id, query).await?;
+    page(&service, &app, query).await
+}
+
+/// List the app's runs across automations, newest first.
+///
+/// Runs of every automation, deleted ones' included, filtered by any of
+/// `automation_id`, `status`, `trigger`, `since`/`until` and
+/// `latest_attempt`: "what failed in the last hour" is
+/// `?status=failed&since=…`. Read from an index, with cursor paging that new
+/// runs never shift.
+#[utoipa::path(
+    get, path = "/apps/{app_id}/automations/runs", tag = "runs",
+    params(("app_id" = String, Path, description = "App id"), ListRunsQuery),
+    responses(
+        (status = 200, body = RunList),
+        (status = 400, body = ErrorBody, description = "Bad filter, limit or cursor"),
+        (status = 404, body = ErrorBody, description = "automation_id names no automation"),
+    )
+)]
+pub async fn list_all(
+    State(service): State<Arc<Service>>,
+    PathParams(app): PathParams<String>,
+    QueryParams(query): QueryParams<ListRunsQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    page(&service, &app_id(&app)?, query.into_query()).await
+}
+
+async fn page(
+    service: &Service,
+    app: &crate::domain::ids::AppId,
+    query: RunQuery,
+) -> Result<Json<RunList>, ApiError> {
+    let page = service.runs(app, query).await?;
     Ok(Json(RunList {
         data: page.runs,
         next_cursor: page.next_cursor,

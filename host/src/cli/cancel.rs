@@ -26,7 +26,7 @@ enum What {
   automata cancel automationrun atr_abc123")]
     Automationrun {
         /// The run's ID.
-        #[arg(value_name = "RUN_ID")]
+        #[arg(value_name = "RUN_ID", value_parser = super::args::run_id)]
         id: String,
     },
 }

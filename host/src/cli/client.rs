@@ -118,6 +118,25 @@ pub enum ApiError {
     Transport { url: String, reason: String },
 }
 
+impl ApiError {
+    /// A 400 about a body field, reworded for the command whose flags set
+    /// the fields ([`in_flag_terms`](super::args::in_flag_terms)).
+    pub fn in_flag_terms(self) -> ApiError {
+        match self {
+            ApiError::Server {
+                status,
+                code,
+                message,
+            } if status == StatusCode::BAD_REQUEST => ApiError::Server {
+                status,
+                code,
+                message: super::args::in_flag_terms(&message),
+            },
+            other => other,
+        }
+    }
+}
+
 /// The HTTP API of one app on one server.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -207,6 +226,42 @@ impl Api {
         self.send(self.request(Method::GET, url)).await
     }
 
+    /// Opens a Server-Sent Events stream: the response, once its status is
+    /// a success (an error status is read and reported as usual). The read
+    /// timeout still applies between chunks; the server's keep-alive
+    /// comments arrive well within it.
+    pub async fn events(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiError> {
+        let mut url = self.app_url(segments);
+        url.query_pairs_mut().extend_pairs(query);
+        let request = self.request_accepting(Method::GET, url, "text/event-stream");
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let url = response.url().to_string();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        Err(decode(status, &url, &body)
+            .err()
+            .unwrap_or_else(|| unexpected(status, &url, &body)))
+    }
+
+    /// Whether `error` means the server could not be reached or the
+    /// connection broke (worth reconnecting), not that it refused.
+    pub fn is_connection_error(error: &ApiError) -> bool {
+        matches!(
+            error,
+            ApiError::Unreachable { .. } | ApiError::Transport { .. }
+        )
+    }
+
     pub async fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value, ApiError> {
         Ok(self.post_with_headers(segments, body).await?.0)
     }
@@ -249,10 +304,14 @@ impl Api {
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.request_accepting(method, url, "application/json")
+    }
+
+    fn request_accepting(&self, method: Method, url: Url, accept: &str) -> RequestBuilder {
         let request = self
             .http
             .request(method, url)
-            .header(header::ACCEPT, "application/json");
+            .header(header::ACCEPT, accept);
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -278,7 +337,7 @@ impl Api {
         Ok((decode(status, &url, &body)?, headers))
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> ApiError {
+    pub fn transport_error(&self, error: &reqwest::Error) -> ApiError {
         let reason = root_cause(error);
         if error.is_connect() {
             ApiError::Unreachable {

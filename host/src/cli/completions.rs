@@ -21,7 +21,11 @@ pub struct Completions {
 impl Completions {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let mut command = Cli::command();
-        clap_complete::generate(self.shell, &mut command, "automata", &mut std::io::stdout());
+        // Generated whole, then written once: a reader that closes early
+        // (`automata completions bash | head`) ends the output quietly.
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut command, "automata", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         Ok(ExitCode::SUCCESS)
     }
 }

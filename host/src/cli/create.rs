@@ -84,8 +84,8 @@ pub(super) struct AutomationFields {
     /// IANA time zone the schedule is read in (default UTC), e.g. Europe/Berlin.
     #[arg(long, value_name = "ZONE")]
     timezone: Option<String>,
-    /// The workflow config to run.
-    #[arg(long, value_name = "CONFIG_ID")]
+    /// The workflow config to run (`cfg_…`).
+    #[arg(long, value_name = "CONFIG_ID", value_parser = super::args::config_id)]
     config_id: Option<String>,
     /// Free-text description.
     #[arg(long)]
@@ -201,6 +201,7 @@ impl Create {
                 body.insert("name".into(), json!(automation.name));
                 body.insert("type".into(), json!(api_name(automation.kind)));
                 if let Some(trigger) = automation.trigger {
+                    super::catalogue::check_event(&api, &trigger).await?;
                     body.insert("trigger".into(), json!(trigger));
                 }
                 if let Some(schedule) = automation.schedule {
@@ -209,7 +210,8 @@ impl Create {
                 automation.fields.insert_into(&mut body);
                 let created = api
                     .post(&["automations"], Some(&Value::Object(body)))
-                    .await?;
+                    .await
+                    .map_err(super::client::ApiError::in_flag_terms)?;
                 if out.is_json() {
                     out.json(&created);
                 } else {
@@ -231,6 +233,12 @@ impl Create {
                     progress.finish();
                 }
                 let created = uploaded?;
+                if let Some(message) = created["message"].as_str().filter(|_| !out.is_json()) {
+                    // "already uploaded as cfg_… (name); nothing was stored"
+                    let mut chars = message.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase());
+                    eprintln!("{}{}.", first.unwrap_or_default(), chars.as_str());
+                }
                 if out.is_json() {
                     out.json(&created);
                 } else {

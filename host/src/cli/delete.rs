@@ -28,7 +28,7 @@ enum What {
   automata delete automation aut_abc123")]
     Automation {
         /// The automation's ID or lookup key.
-        #[arg(value_name = "AUTOMATION_ID")]
+        #[arg(value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
         id: String,
     },
     /// Delete a config no running automation uses.
@@ -36,7 +36,7 @@ enum What {
   automata delete config cfg_abc123")]
     Config {
         /// The config's ID.
-        #[arg(value_name = "CONFIG_ID")]
+        #[arg(value_name = "CONFIG_ID", value_parser = super::args::config_id)]
         id: String,
     },
     /// Delete an app and everything in it (admin key).

@@ -1,13 +1,12 @@
 //! `automata describe automation|automationrun|config`.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::client::{Api, ApiError, Connection};
+use super::client::{Api, Connection};
+use super::follow::{Followed, follow_chain};
 use super::output::{Printer, cell, outln, text};
 use super::preview;
 use super::views;
@@ -34,18 +33,22 @@ enum What {
   automata describe automation nightly-report   # by lookup key")]
     Automation {
         /// The automation's ID or lookup key.
-        #[arg(value_name = "AUTOMATION_ID")]
+        #[arg(value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
         id: String,
     },
     /// Show a run: status, timings, accounting, output lines and payload or error.
     #[command(after_help = "Examples:
   automata describe automationrun atr_abc123
-  automata describe automationrun atr_abc123 --follow")]
+  automata describe automationrun atr_abc123 --follow
+
+--follow prints the run's output lines as they come, follows a failed run's retries to
+the last attempt, then shows it; it exits 0 if that attempt completed, 1 otherwise. It
+reconnects if the server restarts meanwhile. Ctrl-C stops following (the run goes on).")]
     Automationrun {
         /// The run's ID.
-        #[arg(value_name = "RUN_ID")]
+        #[arg(value_name = "RUN_ID", value_parser = super::args::run_id)]
         id: String,
-        /// Wait until the run has finished (completed, failed or cancelled), then show it.
+        /// Stream its output until it ends (through its retries), then show the last attempt.
         #[arg(long, short = 'f')]
         follow: bool,
     },
@@ -54,7 +57,7 @@ enum What {
   automata describe config cfg_abc123")]
     Config {
         /// The config's ID.
-        #[arg(value_name = "CONFIG_ID")]
+        #[arg(value_name = "CONFIG_ID", value_parser = super::args::config_id)]
         id: String,
     },
 }
@@ -70,13 +73,21 @@ impl Describe {
                     show_next_runs(&api, &out, &automation).await;
                 }
             }
-            What::Automationrun { id, follow } => {
-                let run = if follow {
-                    follow_run(&api, &id).await?
-                } else {
-                    api.get(&["automations", "runs", &id], &[]).await?
-                };
+            What::Automationrun { id, follow: false } => {
+                let run = api.get(&["automations", "runs", &id], &[]).await?;
                 show(&out, &run, views::run_detail);
+            }
+            What::Automationrun { id, follow: true } => {
+                let streamed = !out.is_json();
+                let Followed::Ended(run) = follow_chain(&api, &id, streamed).await? else {
+                    return Ok(interrupted());
+                };
+                if streamed {
+                    views::run_detail_after_stream(&out, &run, chrono::Utc::now());
+                } else {
+                    out.json(&run);
+                }
+                return Ok(exit_for(&run));
             }
             What::Config { id } => {
                 let config = api.get(&["configs", &id], &[]).await?;
@@ -124,25 +135,17 @@ pub(super) fn show(
     }
 }
 
-/// Polls a run until it has finished and returns it. Status changes are
-/// reported on stderr when it is a terminal.
-pub(super) async fn follow_run(api: &Api, id: &str) -> Result<Value, ApiError> {
-    const FIRST_POLL: Duration = Duration::from_millis(100);
-    const SLOWEST_POLL: Duration = Duration::from_secs(1);
-    let report = std::io::stderr().is_terminal();
-    let mut interval = FIRST_POLL;
-    let mut last_status = String::new();
-    loop {
-        let run = api.get(&["automations", "runs", id], &[]).await?;
-        if views::is_finished(&run) {
-            return Ok(run);
-        }
-        let status = text(&run, "status");
-        if report && status != last_status {
-            eprintln!("Waiting for {id} to finish (status: {status})…");
-        }
-        last_status = status;
-        tokio::time::sleep(interval).await;
-        interval = (interval * 2).min(SLOWEST_POLL);
+/// Exit status after following a run was interrupted (Ctrl-C): the shell's
+/// 128 + SIGINT.
+pub(super) fn interrupted() -> ExitCode {
+    ExitCode::from(130)
+}
+
+/// 0 when the run completed, 1 when it failed or was cancelled.
+pub(super) fn exit_for(run: &Value) -> ExitCode {
+    if text(run, "status") == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -43,7 +43,7 @@ enum What {
     /// The automation to move.
     Automation {
         /// The automation's ID or lookup key.
-        #[arg(value_name = "AUTOMATION_ID")]
+        #[arg(value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
         id: String,
     },
 }

@@ -16,6 +16,7 @@ use super::views;
   automata list automations
   automata list automations --type trigger
   automata list automationruns --automation aut_abc123 --status failed
+  automata list automationruns --status failed --since 1h
   automata list configs -o json")]
 pub struct List {
     #[command(subcommand)]
@@ -39,13 +40,17 @@ enum What {
         #[arg(long = "type", short = 't', value_enum, value_name = "TYPE")]
         kind: Option<AutomationType>,
     },
-    /// List an automation's runs, newest first.
+    /// List runs, newest first: of every automation, or of one (--automation).
     #[command(
         alias = "automationrun",
         after_help = "Examples:
+  automata list automationruns --status failed --since 1h     # what failed in the last hour
+  automata list automationruns --trigger thread.member_joined --since 2026-11-28T09:00:00Z
   automata list automationruns --automation aut_abc123
   automata list automationruns --automation aut_abc123 --status failed
-  automata list automationruns --automation aut_abc123 --all -o json"
+  automata list automationruns --automation aut_abc123 --all -o json
+
+A retried run shows as its last attempt (ATTEMPT 2, 3, …); --all-attempts lists every attempt."
     )]
     Automationruns(ListRuns),
     /// List uploaded workflow configs.
@@ -75,12 +80,25 @@ enum What {
 
 #[derive(Debug, Args)]
 struct ListRuns {
-    /// The automation whose runs to list (ID or lookup key).
-    #[arg(long, value_name = "AUTOMATION_ID")]
-    automation: String,
+    /// Only the runs of this automation (ID or lookup key; the ID of a deleted automation
+    /// still lists its runs). Without it, runs of every automation.
+    #[arg(long, value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
+    automation: Option<String>,
     /// Only runs with this status.
     #[arg(long, value_enum)]
     status: Option<RunStatus>,
+    /// Only runs of this trigger: an event name or workflow.scheduled.
+    #[arg(long, value_name = "EVENT")]
+    trigger: Option<String>,
+    /// Only runs created since then: a duration back from now (30m, 1h, 2d) or an RFC 3339 time.
+    #[arg(long, value_parser = super::args::time_or_ago, value_name = "WHEN")]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only runs created before then: a duration back from now or an RFC 3339 time.
+    #[arg(long, value_parser = super::args::time_or_ago, value_name = "WHEN")]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Every attempt of a retried run, not only the last one.
+    #[arg(long)]
+    all_attempts: bool,
     /// Runs per page (the server's default is 50, at most 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     limit: Option<u32>,
@@ -108,8 +126,9 @@ impl List {
             }
             What::Automationruns(runs) => {
                 let list = runs.fetch(&api).await?;
+                let across = runs.automation.is_none();
                 show(&out, &list, "runs", |rows| {
-                    views::runs_table(&out, rows, false, now)
+                    views::runs_table(&out, rows, across, now)
                 });
                 if let Some(cursor) = list["next_cursor"].as_str().filter(|_| !out.is_json()) {
                     eprintln!("More runs: add --all, or --cursor {cursor} for the next page.");
@@ -135,10 +154,28 @@ impl List {
 impl ListRuns {
     /// One page, or with `--all` every page merged into one list.
     async fn fetch(&self, api: &Api) -> anyhow::Result<Value> {
-        let path = ["automations", self.automation.as_str(), "runs"];
+        let path: Vec<&str> = match &self.automation {
+            Some(automation) => vec!["automations", automation, "runs"],
+            None => vec!["automations", "runs"],
+        };
         let mut query = Vec::new();
         if let Some(status) = self.status {
             query.push(("status", api_name(status)));
+        }
+        if let Some(trigger) = &self.trigger {
+            query.push(("trigger", trigger.clone()));
+        }
+        let rfc3339 = |at: &chrono::DateTime<chrono::Utc>| {
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        if let Some(since) = &self.since {
+            query.push(("since", rfc3339(since)));
+        }
+        if let Some(until) = &self.until {
+            query.push(("until", rfc3339(until)));
+        }
+        if !self.all_attempts {
+            query.push(("latest_attempt", "true".to_owned()));
         }
         if let Some(limit) = self.limit {
             query.push(("limit", limit.to_string()));

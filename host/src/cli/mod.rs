@@ -2,12 +2,14 @@
 
 mod args;
 mod cancel;
+mod catalogue;
 mod client;
 mod completions;
 mod create;
 mod delete;
 mod describe;
 mod doctor;
+mod follow;
 mod lifecycle;
 mod list;
 mod output;
@@ -20,6 +22,7 @@ mod tenancy;
 mod update;
 mod views;
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::process::ExitCode;
 
@@ -43,7 +46,8 @@ const USAGE_ERROR: u8 = 2;
   automata list automationruns --automation aut_abc123
 
 Connection: --url / AUTOMATA_URL (default http://127.0.0.1:7070), --app / AUTOMATA_APP
-(default `default`), --token / AUTOMATA_TOKEN. Exit status: 0 ok, 1 error, 2 usage error."
+(default `default`), --token / AUTOMATA_TOKEN, and -o json: before or after the command
+(`automata --app team-a list automations`). Exit status: 0 ok, 1 error, 2 usage error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -94,6 +98,56 @@ enum Command {
     Doctor(doctor::Doctor),
 }
 
+/// The flags every client command takes, which may also come before the
+/// command (`automata --app team-a list automations`): with a value, and
+/// whether a value may be attached (`--app=x`, `-ojson`).
+const GLOBAL_FLAGS: [&str; 5] = ["--url", "--app", "--token", "--output", "-o"];
+
+/// `automata --app x list automations` as clap reads it: the global flags
+/// given before the command are moved after it (before any `--`), where
+/// every client command declares them. Other leading flags (`--help`,
+/// `--version`) stay put; a global flag before `serve` or `run-local`, which
+/// do not take it, is then refused by clap as for any unknown flag.
+pub fn global_flags_after_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args = args.into_iter();
+    let mut ordered: Vec<OsString> = args.next().into_iter().collect();
+    let mut hoisted = Vec::new();
+    let mut rest: Vec<OsString> = Vec::new();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        let exact = GLOBAL_FLAGS.contains(&text.as_ref());
+        let attached = GLOBAL_FLAGS.iter().any(|flag| {
+            let long = flag.starts_with("--");
+            text.strip_prefix(flag).is_some_and(|value| {
+                if long {
+                    value.starts_with('=')
+                } else {
+                    !value.is_empty()
+                }
+            })
+        });
+        if exact {
+            hoisted.push(arg);
+            hoisted.extend(args.next());
+        } else if attached {
+            hoisted.push(arg);
+        } else {
+            rest.push(arg);
+            break;
+        }
+    }
+    rest.extend(args);
+    let end = rest
+        .iter()
+        .position(|arg| arg == "--")
+        .unwrap_or(rest.len());
+    let tail = rest.split_off(end);
+    ordered.extend(rest);
+    ordered.extend(hoisted);
+    ordered.extend(tail);
+    ordered
+}
+
 /// Runs the parsed command line; errors are printed here, once.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -135,4 +189,46 @@ fn block_on(command: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::
         .enable_all()
         .build()?
         .block_on(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reorder(line: &str) -> String {
+        let args = line.split(' ').map(OsString::from);
+        let ordered = global_flags_after_subcommand(args);
+        let words: Vec<String> = ordered
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        words.join(" ")
+    }
+
+    #[test]
+    fn global_flags_before_the_command_move_after_it() {
+        assert_eq!(
+            reorder("automata --app team-a -o json list automations --type trigger"),
+            "automata list automations --type trigger --app team-a -o json"
+        );
+        assert_eq!(
+            reorder("automata --url=http://h:1 -ojson --token t describe automation a"),
+            "automata describe automation a --url=http://h:1 -ojson --token t"
+        );
+        assert_eq!(
+            reorder("automata list automations --app x"),
+            "automata list automations --app x"
+        );
+        assert_eq!(reorder("automata --help"), "automata --help");
+        assert_eq!(
+            reorder("automata --app x run-local w.wasm -- extra"),
+            "automata run-local w.wasm --app x -- extra"
+        );
+        assert_eq!(reorder("automata --app"), "automata --app");
+        assert_eq!(
+            reorder("automata --apple list"),
+            "automata --apple list",
+            "only whole flags move"
+        );
+    }
 }

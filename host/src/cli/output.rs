@@ -40,16 +40,24 @@ pub enum Format {
 pub struct Printer {
     pub format: Format,
     color: bool,
+    /// Tables are cut to this many columns (characters), if set.
+    width: Option<usize>,
 }
 
 impl Printer {
-    /// Colours only when stdout is a terminal and `NO_COLOR` is unset or empty.
+    /// Colours only when stdout is a terminal and `NO_COLOR` is unset or empty;
+    /// tables as wide as `COLUMNS` says, else as the terminal (none when piped).
     pub fn new(format: Format) -> Self {
+        let terminal = std::io::stdout().is_terminal();
         Self {
             format,
-            color: wants_color(
-                std::env::var_os("NO_COLOR"),
-                std::io::stdout().is_terminal(),
+            color: wants_color(std::env::var_os("NO_COLOR"), terminal),
+            width: table_width(
+                std::env::var("COLUMNS").ok().as_deref(),
+                terminal
+                    .then(|| terminal_size::terminal_size_of(std::io::stdout()))
+                    .flatten()
+                    .map(|(terminal_size::Width(w), _)| usize::from(w)),
             ),
         }
     }
@@ -83,15 +91,24 @@ impl Printer {
         out!("{}", self.render_table(Some(headers), &rows));
     }
 
-    /// A table as text, with or without a header row.
+    /// A table as text, with or without a header row, fitted to the width.
     pub fn render_table(&self, headers: Option<&[&str]>, rows: &[Vec<Cell>]) -> String {
-        render_table(headers, rows)
+        render_table(headers, rows, self.width)
     }
 
     /// Prints `Label:  value` lines with the values aligned.
     pub fn fields(&self, fields: &[(&str, Cell)]) {
         out!("{}", render_fields(fields));
     }
+}
+
+/// `COLUMNS` when it is a number (as `ls` reads it, piped or not), else the
+/// terminal's width.
+fn table_width(columns: Option<&str>, terminal: Option<usize>) -> Option<usize> {
+    columns
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&c: &usize| c > 0)
+        .or(terminal)
 }
 
 /// <https://no-color.org>: a non-empty `NO_COLOR` turns colour off; pipes
@@ -132,6 +149,29 @@ impl Cell {
         self.text.chars().count()
     }
 
+    /// At most `width` characters, the last one `…` when cut.
+    fn truncated(&self, width: usize) -> Cell {
+        if self.width() <= width {
+            return self.clone();
+        }
+        let mut text: String = self.text.chars().take(width.saturating_sub(1)).collect();
+        text.push('…');
+        Cell {
+            text,
+            color: self.color,
+        }
+    }
+
+    /// Whether the text is one of our ids (`aut_`, `atr_`, `cfg_`…): cut last.
+    fn is_id(&self) -> bool {
+        self.text.len() == 30
+            && self.text.as_bytes()[3] == b'_'
+            && self
+                .text
+                .bytes()
+                .all(|b| b == b'_' || b.is_ascii_alphanumeric())
+    }
+
     fn write_padded(&self, out: &mut String, width: usize) {
         match self.color {
             Some(color) => {
@@ -155,7 +195,13 @@ impl From<&str> for Cell {
     }
 }
 
-fn render_table(headers: Option<&[&str]>, rows: &[Vec<Cell>]) -> String {
+/// Between two columns.
+const GAP: usize = 3;
+/// Columns are not cut below this many characters, ids not below their length
+/// unless nothing else is left to cut.
+const MIN_COLUMN: usize = 4;
+
+fn render_table(headers: Option<&[&str]>, rows: &[Vec<Cell>], width: Option<usize>) -> String {
     let header: Option<Vec<Cell>> = headers.map(|h| h.iter().map(|h| Cell::from(*h)).collect());
     let columns = header
         .as_ref()
@@ -167,20 +213,52 @@ fn render_table(headers: Option<&[&str]>, rows: &[Vec<Cell>]) -> String {
             *width = (*width).max(cell.width());
         }
     }
+    if let Some(width) = width {
+        let ids: Vec<bool> = (0..columns)
+            .map(|i| {
+                let mut cells = rows.iter().filter_map(|row| row.get(i));
+                let mut any = false;
+                let all = cells.all(|cell| {
+                    any |= cell.is_id();
+                    cell.is_id() || cell.text == "-"
+                });
+                any && all
+            })
+            .collect();
+        fit(&mut widths, &ids, width);
+    }
     let mut out = String::new();
     for row in header.iter().chain(rows) {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             let last = i + 1 == row.len();
+            let cell = cell.truncated(*width);
             cell.write_padded(&mut line, if last { 0 } else { *width });
             if !last {
-                line.push_str("   ");
+                line.push_str(&" ".repeat(GAP));
             }
         }
         out.push_str(line.trim_end());
         out.push('\n');
     }
     out
+}
+
+/// Narrows the widest columns until the row fits in `total` characters:
+/// other columns first, id columns only when nothing else can give, none
+/// below [`MIN_COLUMN`]. A row may still be wider if even that is not enough.
+fn fit(widths: &mut [usize], ids: &[bool], total: usize) {
+    let row =
+        |widths: &[usize]| widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1);
+    for cut_ids in [false, true] {
+        while row(widths) > total {
+            let widest = (0..widths.len())
+                .filter(|&i| (cut_ids || !ids[i]) && widths[i] > MIN_COLUMN)
+                .max_by_key(|&i| (widths[i], i));
+            let Some(i) = widest else { break };
+            widths[i] -= 1;
+        }
+    }
 }
 
 fn render_fields(fields: &[(&str, Cell)]) -> String {
@@ -371,6 +449,7 @@ mod tests {
         let coloured = Printer {
             format: Format::Table,
             color: true,
+            width: None,
         };
         let rows = vec![
             vec![
@@ -384,13 +463,48 @@ mod tests {
                 Cell::from(""),
             ],
         ];
-        let table = render_table(Some(&["ID", "STATUS", "NAME"]), &rows);
+        let table = render_table(Some(&["ID", "STATUS", "NAME"]), &rows, None);
         assert_eq!(
             table,
             "ID       STATUS    NAME\n\
              aut_1    \x1b[32mrunning\x1b[0m   x\n\
              aut_22   draft\n"
         );
+    }
+
+    #[test]
+    fn tables_fit_the_width_cutting_text_before_ids() {
+        let id = "aut_01jdqm3k5v8x2n7w4c9b6e1f0a";
+        let rows = vec![vec![
+            Cell::from(id),
+            Cell::from("A rather long automation name"),
+            Cell::from("thread.member_joined"),
+        ]];
+        let headers = Some(&["ID", "NAME", "TRIGGER"][..]);
+        let table = render_table(headers, &rows, Some(60));
+        for line in table.lines() {
+            assert!(line.chars().count() <= 60, "{line:?}");
+        }
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.starts_with(id), "ids are kept whole: {row}");
+        assert!(row.contains('…'), "{row}");
+        assert_eq!(
+            render_table(headers, &rows, Some(200)),
+            render_table(headers, &rows, None)
+        );
+        let narrow = render_table(headers, &rows, Some(20));
+        assert_eq!(narrow.lines().count(), 2, "never wraps into more rows");
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 20, "ids give way last: {line:?}");
+        }
+    }
+
+    #[test]
+    fn the_width_comes_from_columns_or_the_terminal() {
+        assert_eq!(table_width(Some("80"), Some(120)), Some(80));
+        assert_eq!(table_width(Some("wide"), Some(120)), Some(120));
+        assert_eq!(table_width(None, None), None);
+        assert_eq!(table_width(Some("0"), None), None);
     }
 
     #[test]
@@ -406,6 +520,7 @@ mod tests {
         let plain = Printer {
             format: Format::Table,
             color: false,
+            width: None,
         };
         assert_eq!(plain.status("failed"), Cell::from("failed"));
     }

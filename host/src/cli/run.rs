@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::args::json_object;
 use super::client::{Api, Connection};
-use super::describe::{follow_run, show};
+use super::describe::{exit_for, interrupted, show};
+use super::follow::{Followed, follow_chain};
 use super::output::{Printer, text};
 use super::views;
 
@@ -32,7 +33,7 @@ enum RunWhat {
     --input '{\"trigger\":\"thread.member_joined\",\"payload\":{\"member\":{\"name\":\"Ada\"}}}'")]
     Automation {
         /// The automation's ID or lookup key.
-        #[arg(value_name = "AUTOMATION_ID")]
+        #[arg(value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
         id: String,
         /// The workflow input, `{"trigger": …, "payload": {…}}`; each part defaults to the
         /// automation's own event and `{}` (`{"scheduled_at": now}` when scheduled).
@@ -61,7 +62,7 @@ enum RerunWhat {
   automata rerun automationrun atr_abc123 --wait")]
     Automationrun {
         /// The run to repeat.
-        #[arg(value_name = "RUN_ID")]
+        #[arg(value_name = "RUN_ID", value_parser = super::args::run_id)]
         id: String,
         #[command(flatten)]
         wait: Wait,
@@ -70,7 +71,8 @@ enum RerunWhat {
 
 #[derive(Debug, Args)]
 struct Wait {
-    /// Wait for the run to finish and show it; exit 1 unless it completed.
+    /// Wait for the run to finish (through its retries) and show the last attempt; exit 1
+    /// unless it completed.
     #[arg(long, short = 'w')]
     wait: bool,
 }
@@ -97,17 +99,16 @@ impl Rerun {
     }
 }
 
-/// Shows the new run, or with `--wait` the finished one.
+/// Shows the new run, or with `--wait` the last attempt of its retry chain
+/// once it has ended.
 async fn finish(api: &Api, out: &Printer, created: Value, wait: Wait) -> anyhow::Result<ExitCode> {
     if !wait.wait {
         show(out, &created, views::run_detail);
         return Ok(ExitCode::SUCCESS);
     }
-    let finished = follow_run(api, &text(&created, "id")).await?;
+    let Followed::Ended(finished) = follow_chain(api, &text(&created, "id"), false).await? else {
+        return Ok(interrupted());
+    };
     show(out, &finished, views::run_detail);
-    Ok(if text(&finished, "status") == "completed" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_for(&finished))
 }

@@ -50,6 +50,7 @@ impl Send {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let (api, out) = self.connection.open()?;
         let What::Event(event) = self.what;
+        super::catalogue::check_event(&api, &event.trigger).await?;
         let mut body = Map::new();
         body.insert("trigger".into(), json!(event.trigger));
         body.insert("payload".into(), event.payload);
@@ -62,6 +63,9 @@ impl Send {
         if out.is_json() {
             out.json(&receipt);
             return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(warning) = receipt["warning"].as_str() {
+            eprintln!("warning: {warning} (is --app / AUTOMATA_APP right?)");
         }
         let run_ids = run_ids(&receipt);
         let replayed = headers

@@ -36,7 +36,7 @@ enum What {
 #[derive(Debug, Args)]
 struct UpdateAutomation {
     /// The automation's ID or lookup key.
-    #[arg(value_name = "AUTOMATION_ID")]
+    #[arg(value_name = "AUTOMATION_ID", value_parser = super::args::automation_ref)]
     id: String,
     /// New display name.
     #[arg(long, short = 'n')]
@@ -83,6 +83,9 @@ impl Update {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let (api, out) = self.connection.open()?;
         let What::Automation(update) = self.what;
+        if let Some(trigger) = &update.trigger {
+            super::catalogue::check_event(&api, trigger).await?;
+        }
         let mut body = Map::new();
         let named = [
             ("name", update.name),
@@ -111,7 +114,8 @@ impl Update {
         }
         let updated = api
             .patch(&["automations", &update.id], &Value::Object(body))
-            .await?;
+            .await
+            .map_err(super::client::ApiError::in_flag_terms)?;
         show(&out, &updated, views::automation_detail);
         Ok(ExitCode::SUCCESS)
     }

@@ -9,13 +9,6 @@ use super::output::{
     timestamp, when,
 };
 
-/// Run statuses after which nothing changes.
-pub const FINISHED_RUN_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
-
-pub fn is_finished(run: &Value) -> bool {
-    FINISHED_RUN_STATUSES.contains(&text(run, "status").as_str())
-}
-
 /// The items of a `{"data": [...]}` list.
 pub fn items(list: &Value) -> &[Value] {
     list.get("data")
@@ -273,7 +266,7 @@ fn limits_in_words(limits: &Value) -> String {
 }
 
 /// Runs as a table; the automation column only where runs of several
-/// automations can meet (an event's runs).
+/// automations can meet (an event's runs, the list across automations).
 pub fn runs_table(out: &Printer, runs: &[Value], with_automation: bool, now: DateTime<Utc>) {
     let rows = runs
         .iter()
@@ -335,6 +328,16 @@ fn one_line(text: &str, max: usize) -> String {
 }
 
 pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
+    run_detail_with(out, run, now, true);
+}
+
+/// A run's detail after its output lines were streamed: everything but them.
+pub fn run_detail_after_stream(out: &Printer, run: &Value, now: DateTime<Utc>) {
+    outln!();
+    run_detail_with(out, run, now, false);
+}
+
+fn run_detail_with(out: &Printer, run: &Value, now: DateTime<Utc>, show_output: bool) {
     let mut fields: Vec<(&str, Cell)> = vec![
         ("ID", cell(run, "id")),
         ("Automation", cell(run, "automation_id")),
@@ -356,9 +359,11 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
     for (label, key) in [
         ("Attempt", "attempt"),
         ("Retry of", "retry_of"),
+        ("Retried by", "retried_by"),
         ("Rerun of", "rerun_of"),
         ("Requested by", "requested_by"),
         ("Cancelled by", "cancelled_by"),
+        ("Failure kind", "failure_kind"),
     ] {
         if !text(run, key).is_empty() {
             fields.push((label, cell(run, key)));
@@ -419,7 +424,8 @@ pub fn run_detail(out: &Printer, run: &Value, now: DateTime<Utc>) {
     let result = run.get("result").filter(|r| !r.is_null());
     let lines = result
         .and_then(|r| r.get("output"))
-        .and_then(Value::as_array);
+        .and_then(Value::as_array)
+        .filter(|_| show_output);
     if let Some(lines) = lines {
         outln!("Output:");
         if lines.is_empty() {
@@ -572,6 +578,25 @@ pub fn config_detail(out: &Printer, config: &Value, now: DateTime<Utc>) {
     }
     if !text(config, "created_by").is_empty() {
         fields.push(("Created by", cell(config, "created_by")));
+    }
+    if let Some(users) = config.get("used_by").and_then(Value::as_array) {
+        let users: Vec<String> = users
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} ({}, {})",
+                    text(a, "id"),
+                    text(a, "name"),
+                    text(a, "status")
+                )
+            })
+            .collect();
+        let used_by = if users.is_empty() {
+            "no automation (it can be deleted)".to_owned()
+        } else {
+            users.join(", ")
+        };
+        fields.push(("Used by", Cell::from(used_by)));
     }
     out.fields(&fields);
     let steps = config.pointer("/graph/steps").and_then(Value::as_array);
@@ -744,13 +769,6 @@ mod tests {
         );
         assert_eq!(short_digest("0123456789abcdef"), "0123456789ab");
         assert_eq!(short_digest(""), "-");
-    }
-
-    #[test]
-    fn finished_runs_are_recognised() {
-        assert!(is_finished(&json!({"status": "failed"})));
-        assert!(!is_finished(&json!({"status": "running"})));
-        assert!(!is_finished(&json!({})));
     }
 
     #[test]

@@ -510,12 +510,7 @@ impl Automation {
                     return Err(invalid("trigger", "is required for trigger automations"));
                 };
                 if events::find(trigger).is_none() {
-                    return Err(invalid(
-                        "trigger",
-                        format!(
-                            "`{trigger}` is not a platform event (GET /apps/:app_id/automations/events lists them)"
-                        ),
-                    ));
+                    return Err(invalid("trigger", events::unknown_event_message(trigger)));
                 }
                 if self.schedule.is_some() {
                     return Err(invalid(
@@ -691,8 +686,6 @@ fn name(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), 
     }
 }
 
-/// Lookup keys share the id position in URLs, so they must not look like an
-/// automation id or a fixed path segment.
 /// Checks an IANA time zone name, as `timezone` is checked on create.
 fn check_timezone(timezone: &str) -> Result<(), ValidationError> {
     if timezone.parse::<chrono_tz::Tz>().is_err() {
@@ -724,6 +717,14 @@ fn zone_prefix_of(expression: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Path segments that sit where an automation id or lookup key goes
+/// (`/automations/events`, `/automations/runs`, `/automations/schedule`): the
+/// fixed route wins, so an automation with such a lookup key could never be
+/// reached by it. Refused as lookup keys.
+pub const RESERVED_LOOKUP_KEYS: [&str; 3] = ["events", "runs", "schedule"];
+
+/// Lookup keys share the id position in URLs, so they must not look like an
+/// automation id (in any case) or a fixed path segment.
 fn validate_lookup_key(key: &str) -> Result<(), ValidationError> {
     let well_formed = (1..=64).contains(&key.len())
         && key
@@ -735,9 +736,9 @@ fn validate_lookup_key(key: &str) -> Result<(), ValidationError> {
             "must be 1-64 characters of A-Z, a-z, 0-9, `_` and `-`",
         ));
     }
-    // Static paths next to `…/automations/{id}` (`events`, `runs`,
-    // `schedule`) win over a lookup key, so none may be one.
-    if key.starts_with(AutomationId::PREFIX) || ["events", "runs", "schedule"].contains(&key) {
+    let reserved = RESERVED_LOOKUP_KEYS.contains(&key)
+        || key.to_ascii_lowercase().starts_with(AutomationId::PREFIX);
+    if reserved {
         return Err(invalid(
             "lookup_key",
             format!("`{key}` is reserved (it could be mistaken for an id or a path)"),
@@ -978,7 +979,15 @@ mod tests {
     #[test]
     fn lookup_keys_must_not_shadow_ids_or_paths() {
         let base = json!({"name": "a", "type": "trigger", "trigger": "thread.created"});
-        for bad in ["events", "runs", "aut_x", "has space", ""] {
+        for bad in [
+            "events",
+            "runs",
+            "schedule",
+            "aut_x",
+            "AUT_x",
+            "has space",
+            "",
+        ] {
             let mut body = base.clone();
             body["lookup_key"] = json!(bad);
             assert_eq!(

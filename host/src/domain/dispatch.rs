@@ -21,6 +21,8 @@ pub const REASON_CANCELLED_BY_OPERATOR: &str = "cancelled by operator";
 pub const REASON_QUEUE_FULL: &str = "queue full";
 /// Reason of a run still executing when the shutdown grace period ended.
 pub const REASON_HOST_SHUT_DOWN: &str = "host shut down";
+/// Reason of a pending or executing run whose automation was deleted.
+pub const REASON_AUTOMATION_DELETED: &str = "automation deleted";
 
 /// How long an event's idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: TimeDelta = TimeDelta::hours(24);

@@ -36,7 +36,7 @@ pub struct IncomingEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// Not in the catalogue.
-    #[error("`{0}` is not a platform event (GET /apps/:app_id/automations/events lists them)")]
+    #[error("{}", events::unknown_event_message(.0))]
     UnknownEvent(String),
     /// Empty, too long or with control or format characters.
     #[error(

@@ -80,6 +80,55 @@ pub fn find(name: &str) -> Option<&'static EventType> {
     CATALOGUE.iter().find(|e| e.name == name)
 }
 
+/// Why `name` is not an event, in the API's words: a near miss suggests the
+/// event meant, and the catalogue's endpoint is named.
+pub fn unknown_event_message(name: &str) -> String {
+    let names = CATALOGUE.iter().map(|e| e.name);
+    match closest(name, names) {
+        Some(meant) => format!(
+            "`{name}` is not a platform event; did you mean `{meant}`? \
+             (GET /apps/:app_id/automations/events lists them)"
+        ),
+        None => format!(
+            "`{name}` is not a platform event (GET /apps/:app_id/automations/events lists them)"
+        ),
+    }
+}
+
+/// The candidate closest to `name` when it is a near miss: a typo, a letter
+/// case slip or a word left off (edit distance at most a third of the
+/// name's length, and at most 4), else `None`. Case-insensitive.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    let allowed = (name.chars().count() / 3).clamp(1, 4);
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            (
+                edit_distance(&name, &candidate.to_ascii_lowercase()),
+                candidate,
+            )
+        })
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +169,25 @@ mod tests {
         assert!(find("conversation.session_started").is_some());
         assert!(find("workflow.scheduled").is_none());
         assert!(find("thread.exploded").is_none());
+    }
+
+    #[test]
+    fn near_misses_suggest_the_event_meant() {
+        let names = || CATALOGUE.iter().map(|e| e.name);
+        assert_eq!(
+            closest("thread.member_join", names()),
+            Some("thread.member_joined")
+        );
+        assert_eq!(closest("Thread.Created", names()), Some("thread.created"));
+        assert_eq!(closest("email.recieved", names()), Some("email.received"));
+        assert_eq!(closest("billing.invoice_paid", names()), None);
+        assert_eq!(closest("x", names()), None);
+        assert!(
+            unknown_event_message("thread.member_join")
+                .contains("did you mean `thread.member_joined`?")
+        );
+        assert!(!unknown_event_message("nothing.like.it").contains("did you mean"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -21,7 +21,7 @@ pub const SUFFIX_LEN: usize = 26;
 pub enum IdError {
     /// Not of the form `<prefix><26 base32 characters>`.
     #[error(
-        "`{value}` is not a valid {what} id (expected `{prefix}` followed by 26 lowercase base32 characters)"
+        "`{value}` is not a valid {what} id (expected `{prefix}` followed by 26 base32 characters)"
     )]
     Malformed {
         what: &'static str,
@@ -97,9 +97,12 @@ macro_rules! minted_id {
         impl FromStr for $name {
             type Err = IdError;
 
+            /// Case-insensitive (`AUT_01…` is `aut_01…`): ids are minted
+            /// in lowercase, but people copy them through tools that shout.
             fn from_str(s: &str) -> Result<Self, IdError> {
-                match s.strip_prefix($prefix) {
-                    Some(suffix) if is_suffix(suffix) => Ok($name(s.to_owned())),
+                let id = s.to_ascii_lowercase();
+                match id.strip_prefix($prefix) {
+                    Some(suffix) if is_suffix(suffix) => Ok($name(id)),
                     _ => Err(IdError::Malformed {
                         what: $what,
                         prefix: $prefix,
@@ -228,7 +231,6 @@ mod tests {
         for bad in [
             "aut_",
             "atr_01jdqm3k5v8x2n7w4c9b6e1f0a",
-            "aut_01JDQM3K5V8X2N7W4C9B6E1F0A",
             "aut_01jdqm3k5v8x2n7w4c9b6e1f0",
             "aut_91jdqm3k5v8x2n7w4c9b6e1f0a",
             "aut_01jdqm3k5v8x2n7w4c9b6e1f0u",
@@ -241,6 +243,14 @@ mod tests {
                 .parse::<AutomationId>()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn ids_parse_case_insensitively_to_their_lowercase_form() {
+        let id: AutomationId = "AUT_01JDQM3K5V8X2N7W4C9B6E1F0A".parse().unwrap();
+        assert_eq!(id.as_str(), "aut_01jdqm3k5v8x2n7w4c9b6e1f0a");
+        let run: RunId = "Atr_01jdqm3k5v8x2n7w4c9B6E1F0A".parse().unwrap();
+        assert_eq!(run.as_str(), "atr_01jdqm3k5v8x2n7w4c9b6e1f0a");
     }
 
     #[test]

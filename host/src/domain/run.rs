@@ -171,6 +171,37 @@ pub struct StatusChange {
     pub reason: Option<String>,
 }
 
+/// Which runs a run list shows. Empty matches every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this automation.
+    pub automation: Option<AutomationId>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this trigger (event name or `workflow.scheduled`).
+    pub trigger: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only the last attempt of each retry chain (runs not retried).
+    pub latest_attempt: bool,
+}
+
+impl RunFilter {
+    /// Whether `run` is one of the runs wanted.
+    pub fn matches(&self, run: &Run) -> bool {
+        self.automation
+            .as_ref()
+            .is_none_or(|a| *a == run.automation_id)
+            && self.status.is_none_or(|s| s == run.status)
+            && self.trigger.as_ref().is_none_or(|t| *t == run.trigger)
+            && self.since.is_none_or(|since| run.created_at >= since)
+            && self.until.is_none_or(|until| run.created_at < until)
+            && (!self.latest_attempt || run.retried_by.is_none())
+    }
+}
+
 /// Why a status change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("run cannot go from {from} to {to}")]
@@ -193,8 +224,9 @@ pub struct Run {
     pub input: TriggerInput,
     /// Set when the run ends with a result.
     pub result: Option<RunResult>,
-    /// For failed runs: the class of failure (`timeout`, `trap`,
-    /// `guest_error`, …), which retry policies match on.
+    /// For failed runs (always set on them): the class of failure
+    /// (`timeout`, `trap`, `guest_error`, `config_unavailable`,
+    /// `host_restarted`, …), which retry policies match on.
     #[schema(value_type = Option<String>, example = "timeout")]
     pub failure_kind: Option<FailureKind>,
     /// Why the run is in its status, when not self-evident: `missed`,
@@ -204,6 +236,10 @@ pub struct Run {
     pub attempt: u32,
     /// The run this one retries.
     pub retry_of: Option<RunId>,
+    /// The next attempt, once this one failed and was retried: following
+    /// `retried_by` from a first attempt reaches the last one.
+    #[serde(default)]
+    pub retried_by: Option<RunId>,
     /// The run this one re-runs (same input, started by an operator).
     pub rerun_of: Option<RunId>,
     /// For scheduled runs, the cron occurrence.
@@ -257,6 +293,7 @@ impl Run {
             reason: None,
             attempt: 1,
             retry_of: None,
+            retried_by: None,
             rerun_of: None,
             scheduled_at,
             not_before: None,
@@ -274,6 +311,14 @@ impl Run {
             }],
             requested_by: None,
             cancelled_by: None,
+        }
+    }
+
+    /// The output lines of its result; none before it ends.
+    pub fn output(&self) -> &[String] {
+        match &self.result {
+            Some(RunResult::Success { output, .. } | RunResult::Failure { output, .. }) => output,
+            None => &[],
         }
     }
 
@@ -591,6 +636,38 @@ mod tests {
         // And a page of runs as the API and the CLI read it.
         let page = serde_json::to_vec(&json!({ "data": [run] })).unwrap();
         assert!(serde_json::from_slice::<Value>(&page).is_ok());
+    }
+
+    #[test]
+    fn filters_match_every_given_condition() {
+        let mut run = run();
+        assert!(RunFilter::default().matches(&run));
+        let failed_after = RunFilter {
+            status: Some(RunStatus::Failed),
+            since: Some(at("2026-02-28T08:00:00Z")),
+            ..RunFilter::default()
+        };
+        assert!(!failed_after.matches(&run));
+        run.status = RunStatus::Failed;
+        assert!(failed_after.matches(&run));
+        let until = RunFilter {
+            until: Some(at("2026-02-28T09:00:00Z")),
+            ..RunFilter::default()
+        };
+        assert!(!until.matches(&run), "until is exclusive");
+        let latest = RunFilter {
+            latest_attempt: true,
+            trigger: Some(SCHEDULED_TRIGGER.into()),
+            ..RunFilter::default()
+        };
+        assert!(latest.matches(&run));
+        run.retried_by = Some(RunId::from_value(9));
+        assert!(!latest.matches(&run));
+        let other = RunFilter {
+            automation: Some(AutomationId::from_value(2)),
+            ..RunFilter::default()
+        };
+        assert!(!other.matches(&run));
     }
 
     #[test]

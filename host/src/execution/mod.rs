@@ -11,6 +11,7 @@
 //! - `worker`: executes one run and records its result, accounting and retry.
 //! - Recovery on start and a clean shutdown with a grace period.
 
+mod live;
 mod queue;
 mod scheduler;
 mod worker;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::automation::Automation;
@@ -33,6 +34,7 @@ use crate::domain::run::{Run, RunStatus};
 use crate::runner::Runner;
 use crate::service::{AutomationChange, current_actor};
 use crate::store::{EventRecord, Store, StoreError};
+pub use live::OutputEvent;
 pub use queue::QueueFull;
 use queue::{CancelFound, Queue, Waiting};
 
@@ -130,6 +132,10 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// Who waits for which run's worker to be done with it.
     endings: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
+    /// The output of the runs executing now, for followers.
+    live: live::LiveRuns,
+    /// Turns true when the server stops: output followers end their streams.
+    streams_closed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -312,6 +318,8 @@ impl Execution {
                 accepting: AtomicBool::new(true),
                 stop,
                 endings: Mutex::default(),
+                live: live::LiveRuns::default(),
+                streams_closed: watch::Sender::new(false),
             }),
             tasks: Mutex::default(),
         }
@@ -350,6 +358,14 @@ impl Execution {
                         shared.scheduler.touch(&automation.app_id, &automation.id);
                     }
                     Ok(AutomationChange::Deleted { app_id, id }) => {
+                        // The spec: runs are cancelled when their automation
+                        // is deleted — the executing ones too.
+                        let interrupted = shared
+                            .queue
+                            .cancel_automation(&id, dispatch::REASON_AUTOMATION_DELETED);
+                        if interrupted > 0 {
+                            tracing::info!(automation = %id, "interrupting {interrupted} run(s) of a deleted automation");
+                        }
                         shared.scheduler.touch(&app_id, &id);
                     }
                     Err(RecvError::Lagged(missed)) => {
@@ -415,7 +431,8 @@ impl Execution {
         self.enqueue_new(run).await
     }
 
-    /// A new run of `run_id`'s automation on the same input, linked to it.
+    /// A new run of `run_id`'s automation on the same input, linked to it;
+    /// a conflict when the automation was deleted.
     pub async fn rerun(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {
         self.shared.check_accepting()?;
         let original = self.run_of(app, run_id).await?;
@@ -426,8 +443,9 @@ impl Execution {
         })
         .await?
         .ok_or_else(|| {
-            ExecutionError::NotFound(format!(
-                "automation {} of run {run_id} no longer exists",
+            ExecutionError::Conflict(format!(
+                "cannot rerun {run_id}: its automation {} was deleted \
+                 (its runs are kept as history only)",
                 original.automation_id
             ))
         })?;
@@ -553,6 +571,52 @@ impl Execution {
             // Woken by the worker, or out of time: read again either way.
             let _ = tokio::time::timeout_at(deadline, ended).await;
         }
+    }
+
+    /// Run `run_id`'s output lines from `offset` (0-based) as they are
+    /// printed, then [`OutputEvent::End`] with the run as stored once it has
+    /// ended. The stream also ends, without `End`, when the server stops
+    /// ([`close_streams`](Self::close_streams)); a follower reconnects with
+    /// the next offset. Errs at once if the app has no such run.
+    pub async fn follow_output(
+        &self,
+        app: &AppId,
+        run_id: &RunId,
+        offset: usize,
+    ) -> Result<mpsc::Receiver<OutputEvent>, ExecutionError> {
+        self.run_of(app, run_id).await?;
+        let (sender, receiver) = mpsc::channel(256);
+        tokio::spawn(live::follow(
+            self.shared.clone(),
+            run_id.clone(),
+            offset,
+            sender,
+            self.shared.streams_closed.subscribe(),
+        ));
+        Ok(receiver)
+    }
+
+    /// Run `run_id` and its output lines so far: the live lines while it
+    /// executes, else its stored `result.output`.
+    pub async fn output(
+        &self,
+        app: &AppId,
+        run_id: &RunId,
+    ) -> Result<(Run, Vec<String>), ExecutionError> {
+        let live = self.shared.live.lines_of(run_id);
+        let run = self.run_of(app, run_id).await?;
+        let lines = match live {
+            Some(lines) if !run.status.is_terminal() => lines.borrow().lines.clone(),
+            _ => run.output().to_vec(),
+        };
+        Ok((run, lines))
+    }
+
+    /// Ends every output stream (followers reconnect to the next server):
+    /// called when the server starts shutting down, so open streams do not
+    /// hold up its graceful shutdown.
+    pub fn close_streams(&self) {
+        self.shared.streams_closed.send_replace(true);
     }
 
     async fn run_of(&self, app: &AppId, run_id: &RunId) -> Result<Run, ExecutionError> {

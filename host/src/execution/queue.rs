@@ -374,6 +374,34 @@ impl Queue {
         state.executing.len()
     }
 
+    /// Cancels every run of `automation` the queue holds: waiting ones leave
+    /// it, executing ones have their token fired with `reason`. How many
+    /// were executing.
+    pub fn cancel_automation(&self, automation: &AutomationId, reason: &'static str) -> usize {
+        let mut state = self.lock();
+        let waiting: Vec<RunId> = state
+            .waiting
+            .iter()
+            .filter(|(_, waiting)| &waiting.automation == automation)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            state.waiting.remove(&id);
+            decrement(&mut state.waiting_per_automation, automation);
+        }
+        let mut executing = 0;
+        for run in state
+            .executing
+            .values_mut()
+            .filter(|run| &run.automation == automation)
+        {
+            run.cancel_reason.get_or_insert(reason);
+            run.cancel.cancel();
+            executing += 1;
+        }
+        executing
+    }
+
     /// Why an executing run was cancelled, if it was.
     pub fn cancel_reason(&self, id: &RunId) -> Option<&'static str> {
         self.lock()
@@ -565,6 +593,24 @@ mod tests {
         assert_eq!(queue.cancel(&run(9), "stop"), CancelFound::Absent);
         queue.finished(&run(1));
         assert_eq!(queue.active_runs(&automation(1)), 0);
+    }
+
+    #[test]
+    fn cancelling_an_automation_reaches_its_waiting_and_executing_runs() {
+        let queue = Queue::new(10, 2);
+        queue.enqueue([
+            (run(1), waiting(1)),
+            (run(2), waiting(2)),
+            (run(3), waiting(1)),
+        ]);
+        let (started, _) = queue.take_startable(now());
+        assert_eq!(ids(&started), [run(1), run(2)]);
+        assert_eq!(queue.cancel_automation(&automation(1), "gone"), 1);
+        assert!(started[0].1.is_cancelled());
+        assert!(!started[1].1.is_cancelled());
+        assert_eq!(queue.cancel_reason(&run(1)), Some("gone"));
+        assert_eq!(queue.waiting(), 0, "run 3 left the queue");
+        assert_eq!(queue.active_runs(&automation(1)), 1);
     }
 
     #[test]

@@ -36,6 +36,9 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        // After the ending is stored: a follower that finds no live output
+        // reads the stored result.
+        self.shared.live.finish(self.id);
         self.shared.queue.finished(self.id);
         self.shared.ended(self.id);
     }
@@ -70,11 +73,13 @@ async fn execute_run(
     let workflow = match workflow_for(shared, &run, config).await? {
         Ok(workflow) => workflow,
         Err(problem) => {
-            let ending = Ending::not_run(&problem, None, FailureClass::Permanent);
+            let ending = Ending::not_run(&problem, None, FailureKind::ConfigUnavailable);
             return record(shared, &run, automation.as_ref(), ending).await;
         }
     };
 
+    // Followers find the output from before the run is marked running.
+    let live = shared.live.start(id);
     let digest = workflow.digest().to_string();
     let reason = shared.queue.cancel_reason(id).map(str::to_owned);
     let cancelled_before_start = cancel.is_cancelled();
@@ -113,6 +118,7 @@ async fn execute_run(
             .map(|automation| automation.limits)
             .unwrap_or_default(),
         cancel: Some(cancel.clone()),
+        live: Some(live),
     };
     let report = shared
         .runner
@@ -170,20 +176,21 @@ enum Ending {
         report: RunReport,
         cancel_reason: Option<String>,
     },
-    /// It could not execute (or its host died): a failure with no output.
+    /// It could not execute (or its host died): a failure of `kind` with no
+    /// output.
     NotRun {
         error: String,
         reason: Option<String>,
-        class: FailureClass,
+        kind: FailureKind,
     },
 }
 
 impl Ending {
-    fn not_run(error: &str, reason: Option<&str>, class: FailureClass) -> Self {
+    fn not_run(error: &str, reason: Option<&str>, kind: FailureKind) -> Self {
         Ending::NotRun {
             error: error.to_owned(),
             reason: reason.map(str::to_owned),
-            class,
+            kind,
         }
     }
 
@@ -191,8 +198,20 @@ impl Ending {
     fn class(&self) -> Option<FailureClass> {
         match self {
             Ending::Ran { report, .. } => report.outcome.failure().map(|f| classify(f.kind)),
-            Ending::NotRun { class, .. } => Some(*class),
+            Ending::NotRun { kind, .. } => Some(classify(*kind)),
         }
+    }
+
+    /// [`apply`](Self::apply), then links the run to its retry, if any.
+    fn apply_linked(
+        &self,
+        run: &mut Run,
+        at: DateTime<Utc>,
+        retry: Option<&RunId>,
+    ) -> Result<(), RunTransitionError> {
+        self.apply(run, at)?;
+        run.retried_by = retry.cloned();
+        Ok(())
     }
 
     /// Applies the ending to a pending or running run: `{payload, output}` or
@@ -216,13 +235,18 @@ impl Ending {
                 }
                 Ok(())
             }
-            Ending::NotRun { error, reason, .. } => {
+            Ending::NotRun {
+                error,
+                reason,
+                kind,
+            } => {
                 run.transition(RunStatus::Failed, at, reason.clone())?;
                 run.result = Some(RunResult::Failure {
                     error: error.clone(),
                     output: Vec::new(),
                     output_truncated: false,
                 });
+                run.failure_kind = Some(*kind);
                 Ok(())
             }
         }
@@ -240,7 +264,8 @@ fn classify(kind: FailureKind) -> FailureClass {
 }
 
 /// Stores the ending of `run` and, for a retryable failure, its next
-/// attempt, in one write; queues the retry.
+/// attempt (linked both ways: `retry_of`, `retried_by`), in one write;
+/// queues the retry.
 async fn record(
     shared: &Arc<Shared>,
     run: &Run,
@@ -253,9 +278,10 @@ async fn record(
         .and_then(|class| next_attempt(shared, run, automation, class, now));
     let (finish, stored_retry) = (run.id.clone(), retry.clone());
     blocking(shared, move |s| {
+        let retry_id = stored_retry.as_ref().map(|r| &r.id);
         s.store.finish_run(
             &finish,
-            &mut |run| ending.apply(run, now),
+            &mut |run| ending.apply_linked(run, now, retry_id),
             stored_retry.as_ref(),
         )
     })
@@ -315,11 +341,12 @@ pub(super) fn recover(shared: &Shared) -> Result<Recovery, StoreError> {
             let ending = Ending::not_run(
                 REASON_HOST_RESTARTED,
                 Some(REASON_HOST_RESTARTED),
-                FailureClass::Transient,
+                FailureKind::HostRestarted,
             );
+            let retry_id = retry.as_ref().map(|r| &r.id);
             shared.store.finish_run(
                 &run.id,
-                &mut |stored| ending.apply(stored, now),
+                &mut |stored| ending.apply_linked(stored, now, retry_id),
                 retry.as_ref(),
             )?;
             recovery.interrupted += 1;
@@ -473,15 +500,32 @@ mod tests {
         let ending = Ending::not_run(
             REASON_HOST_RESTARTED,
             Some(REASON_HOST_RESTARTED),
-            FailureClass::Transient,
+            FailureKind::HostRestarted,
         );
         let run = ended(&ending);
         assert_eq!(run.status, RunStatus::Failed);
         assert_eq!(run.reason.as_deref(), Some(REASON_HOST_RESTARTED));
+        assert_eq!(run.failure_kind, Some(FailureKind::HostRestarted));
         assert_eq!(
             serde_json::to_value(&run.result).unwrap(),
             json!({"error": "host restarted during run", "output": []})
         );
         assert_eq!(ending.class(), Some(FailureClass::Transient));
+        let gone = Ending::not_run(
+            "config cfg_x no longer exists",
+            None,
+            FailureKind::ConfigUnavailable,
+        );
+        let mut run = pending_run();
+        let retry = RunId::from_value(3);
+        gone.apply_linked(
+            &mut run,
+            "2026-02-28T09:00:01Z".parse().unwrap(),
+            Some(&retry),
+        )
+        .unwrap();
+        assert_eq!(run.failure_kind, Some(FailureKind::ConfigUnavailable));
+        assert_eq!(run.retried_by, Some(retry));
+        assert_eq!(gone.class(), Some(FailureClass::Permanent));
     }
 }

@@ -46,7 +46,7 @@ pub use limits::{LimitOverrides, LimitsError, RunLimits};
 pub use outcome::{
     CANCELLED_MESSAGE, Failure, FailureKind, Outcome, RunAccounting, RunReport, TIMEOUT_MESSAGE,
 };
-pub use output::{CapturedOutput, OutputLimits, Transcript};
+pub use output::{CapturedOutput, LiveLines, LiveOutput, OutputLimits, Transcript};
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,8 @@ pub struct RunOptions {
     pub limits: LimitOverrides,
     /// Cancels the run when cancelled (from any task or thread).
     pub cancel: Option<CancelToken>,
+    /// Receives each output line as it is captured, for followers.
+    pub live: Option<LiveOutput>,
 }
 
 /// Compiles and runs workflow components. Share one per host (e.g. in an
@@ -289,10 +291,11 @@ impl Runner {
         let limits = RunLimits::GRAPH.clamped_to(&self.config.ceilings);
         // Never closed, so acquiring cannot fail in practice.
         let _slot = self.graph_slot.acquire().await.ok();
-        let execution = sandbox::execute(&self.engine, pre, &limits, None, async |wf, store| {
-            wf.call_graph(store).await
-        })
-        .await;
+        let execution =
+            sandbox::execute(&self.engine, pre, &limits, None, None, async |wf, store| {
+                wf.call_graph(store).await
+            })
+            .await;
         let graph = execution.result.map_err(|stop| {
             let outcome = sandbox::classify(stop, &limits, execution.panic);
             LoadError::Graph(match outcome.failure() {
@@ -385,6 +388,7 @@ impl Runner {
             &workflow.pre,
             &limits,
             cancel,
+            options.live.clone(),
             async |wf, store| wf.call_run(store, &ctx, &input).await,
         )
         .await;

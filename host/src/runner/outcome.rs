@@ -141,20 +141,28 @@ pub enum FailureKind {
     /// The component could not be instantiated (for instance the host was out
     /// of instance slots).
     Instantiate,
+    /// The run never executed: its automation has no config, or the config
+    /// (or its component) is gone or cannot be loaded.
+    ConfigUnavailable,
+    /// The host stopped (crashed or was killed) while the run executed.
+    HostRestarted,
 }
 
 impl FailureKind {
-    /// Whether running again could end differently. Timeouts, traps, panics and
-    /// instantiation failures may be transient; exhausting a fixed budget
-    /// (fuel, memory, stack) or returning a bad payload repeats identically. A
-    /// guest's own `Err` is not retryable here: retry policy decides that.
+    /// Whether running again could end differently. Timeouts, traps, panics,
+    /// instantiation failures and a host dying mid-run may be transient;
+    /// exhausting a fixed budget (fuel, memory, stack), returning a bad
+    /// payload or a config that is gone repeats identically. A guest's own
+    /// `Err` is not retryable here: retry policy decides that.
     pub fn is_retryable(self) -> bool {
         match self {
             FailureKind::Timeout
             | FailureKind::Trap
             | FailureKind::Panic
-            | FailureKind::Instantiate => true,
+            | FailureKind::Instantiate
+            | FailureKind::HostRestarted => true,
             FailureKind::GuestError
+            | FailureKind::ConfigUnavailable
             | FailureKind::FuelExhausted
             | FailureKind::MemoryLimit
             | FailureKind::StackOverflow
@@ -345,6 +353,8 @@ mod tests {
         assert!(FailureKind::Trap.is_retryable());
         assert!(!FailureKind::GuestError.is_retryable());
         assert!(!FailureKind::FuelExhausted.is_retryable());
+        assert!(FailureKind::HostRestarted.is_retryable());
+        assert!(!FailureKind::ConfigUnavailable.is_retryable());
         assert!(Failure::new(FailureKind::Panic, "boom").is_retryable());
     }
 

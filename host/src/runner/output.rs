@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -52,6 +53,8 @@ struct State {
     partial: [Vec<u8>; 2],
     /// Watches stderr for Rust's panic report, whatever the caps dropped.
     panic: PanicScanner,
+    /// Readers of the lines while the run goes on, if anyone may follow it.
+    live: Option<LiveOutput>,
 }
 
 impl State {
@@ -66,6 +69,9 @@ impl State {
             return;
         }
         self.bytes += line.len();
+        if let Some(live) = &self.live {
+            live.push(&line);
+        }
         self.lines.push(line);
     }
 
@@ -216,6 +222,13 @@ pub struct Transcript {
 impl Transcript {
     /// An empty transcript with the given caps.
     pub fn new(limits: OutputLimits) -> Self {
+        Self::with_live(limits, None)
+    }
+
+    /// An empty transcript that also hands every line it keeps to `live`,
+    /// as it is kept (a line is kept when its newline arrives, or when the
+    /// transcript finishes).
+    pub fn with_live(limits: OutputLimits, live: Option<LiveOutput>) -> Self {
         Transcript {
             state: Arc::new(Mutex::new(State {
                 limits,
@@ -224,6 +237,7 @@ impl Transcript {
                 truncated: false,
                 partial: [Vec::new(), Vec::new()],
                 panic: PanicScanner::default(),
+                live,
             })),
         }
     }
@@ -274,6 +288,50 @@ impl Transcript {
             PanicScanner::Found(panic) | PanicScanner::Reading(panic) => Some(panic.clone()),
             PanicScanner::Watching => None,
         }
+    }
+}
+
+/// What a run has printed so far, as followers see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveLines {
+    /// The lines kept so far, oldest first: the same lines, in the same
+    /// order, as the run's final output (so an offset into one is an offset
+    /// into the other).
+    pub lines: Vec<String>,
+}
+
+/// A run's output while it runs: the [`Transcript`] pushes each kept line,
+/// followers [`subscribe`](Self::subscribe) and are woken per line. When the
+/// last clone is dropped (the run is over and its owner let go), followers'
+/// `changed()` fails: nothing more will come. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LiveOutput {
+    lines: Arc<watch::Sender<LiveLines>>,
+}
+
+impl Default for LiveOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveOutput {
+    /// No lines yet.
+    pub fn new() -> Self {
+        LiveOutput {
+            lines: Arc::new(watch::Sender::new(LiveLines::default())),
+        }
+    }
+
+    fn push(&self, line: &str) {
+        self.lines
+            .send_modify(|live| live.lines.push(line.to_owned()));
+    }
+
+    /// Follows the lines: the receiver sees every line pushed so far and is
+    /// woken by each new one.
+    pub fn subscribe(&self) -> watch::Receiver<LiveLines> {
+        self.lines.subscribe()
     }
 }
 
@@ -444,6 +502,24 @@ mod tests {
             .write(Bytes::from_static(b"panicked at nothing\n"))
             .unwrap();
         assert_eq!(quiet.panic(), None);
+    }
+
+    #[test]
+    fn followers_see_kept_lines_as_they_come_and_the_end() {
+        let live = LiveOutput::new();
+        let transcript = Transcript::with_live(limits(3, 1024), Some(live.clone()));
+        let mut follower = live.subscribe();
+        let mut out = transcript.stdout();
+        out.write(Bytes::from_static(b"one\ntw")).unwrap();
+        assert!(follower.has_changed().unwrap());
+        assert_eq!(follower.borrow_and_update().lines, ["one"]);
+        transcript.record("[info] two".into());
+        out.write(Bytes::from_static(b"o\nthree\nfour\n")).unwrap();
+        let captured = transcript.finish();
+        assert_eq!(follower.borrow_and_update().lines, captured.lines);
+        assert!(captured.truncated);
+        drop((transcript, out, live));
+        assert!(follower.has_changed().is_err(), "the end is seen");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::bindings::{self, Level, WorkflowPre};
 use super::cancel::CancelToken;
 use super::limits::RunLimits;
 use super::outcome::{Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
-use super::output::{CapturedOutput, GuestPanic, Transcript};
+use super::output::{CapturedOutput, GuestPanic, LiveOutput, Transcript};
 
 /// The state of one run's [`Store`].
 pub(super) struct RunState {
@@ -186,11 +186,12 @@ pub(super) async fn execute<R>(
     pre: &WorkflowPre<RunState>,
     limits: &RunLimits,
     cancel: Option<&CancelToken>,
+    live: Option<LiveOutput>,
     call: impl AsyncFnOnce(&bindings::Workflow, &mut Store<RunState>) -> wasmtime::Result<R>,
 ) -> Execution<R> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let mut store = new_store(engine, limits, deadline, cancel.cloned());
+    let mut store = new_store(engine, limits, deadline, cancel.cloned(), live);
     let mut instantiate_time = Duration::ZERO;
 
     let work = async {
@@ -243,8 +244,9 @@ fn new_store(
     limits: &RunLimits,
     deadline: Instant,
     cancel: Option<CancelToken>,
+    live: Option<LiveOutput>,
 ) -> Store<RunState> {
-    let transcript = Transcript::new(limits.output());
+    let transcript = Transcript::with_live(limits.output(), live);
     // Explicit rather than relying on the builder's defaults: no sockets of
     // any kind and no name lookup (its address check already denies all).
     let wasi = WasiCtx::builder()

@@ -25,7 +25,7 @@ use crate::domain::automation::{
 use crate::domain::config::{self, Config};
 use crate::domain::events::{self, EventType};
 use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
-use crate::domain::run::{Run, RunStatus};
+use crate::domain::run::{Run, RunFilter, RunStatus};
 use crate::domain::schedule::{DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, SchedulePreview};
 use crate::runner::{ComponentDigest, Runner};
 use crate::store::{Cancellation, Store, StoreError};
@@ -141,8 +141,19 @@ impl Default for ServiceSettings {
 /// Which runs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunQuery {
+    /// Only runs of this automation (id or lookup key; the id of a deleted
+    /// automation still lists its runs).
+    pub automation: Option<String>,
     /// Only runs in this status.
     pub status: Option<RunStatus>,
+    /// Only runs of this trigger.
+    pub trigger: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only the last attempt of each retry chain.
+    pub latest_attempt: bool,
     /// Page size (default 50, at most 100).
     pub limit: Option<usize>,
     /// Continue after this cursor (a page's `next_cursor`).
@@ -426,23 +437,35 @@ impl Service {
             })
     }
 
-    /// Deletes a config unless a running automation uses it (409).
+    /// The automations (any status) whose `config_id` is `config`, oldest
+    /// first.
+    pub async fn config_users(
+        &self,
+        app: &AppId,
+        config: &ConfigId,
+    ) -> Result<Vec<Automation>, ServiceError> {
+        let mut automations = self.automations(app, None).await?;
+        automations.retain(|a| a.config_id.as_ref() == Some(config));
+        Ok(automations)
+    }
+
+    /// Deletes a config unless an automation uses it — running, paused or
+    /// draft (409 naming them): a paused or draft automation would fail to
+    /// activate or run later.
     pub async fn delete_config(&self, app: &AppId, id: &str) -> Result<(), ServiceError> {
         let config = self.config(app, id).await?;
         let _guard = self.control.lock().await;
         let users: Vec<String> = self
-            .automations(app, None)
+            .config_users(app, &config.id)
             .await?
             .into_iter()
-            .filter(|a| {
-                a.status == AutomationStatus::Running && a.config_id.as_ref() == Some(&config.id)
-            })
-            .map(|a| a.id.to_string())
+            .map(|a| format!("{} ({}, {})", a.id, a.name, a.status.as_str()))
             .collect();
         if !users.is_empty() {
             return Err(ServiceError::Conflict(format!(
-                "config {} is used by running automation(s) {}; pause them or point them at another config first",
+                "config {} ({}) is used by automation(s) {}; point them at another config_id or delete them first",
                 config.id,
+                config.name,
                 users.join(", ")
             )));
         }
@@ -512,9 +535,7 @@ impl Service {
             Err(_) => store.automation_by_lookup_key(&app_id, &wanted),
         })
         .await?
-        .ok_or_else(|| {
-            ServiceError::NotFound(format!("no automation `{id_or_key}` in app `{app}`"))
-        })
+        .ok_or_else(|| no_automation(app, id_or_key))
     }
 
     /// Applies a patch. A running automation must stay runnable, its
@@ -542,7 +563,9 @@ impl Service {
         self.save(updated, None).await
     }
 
-    /// Deletes an automation and cancels its pending runs.
+    /// Deletes an automation and cancels its pending runs (its executing
+    /// ones are interrupted by the execution plane on the change broadcast).
+    /// Its runs stay, listable by its id.
     pub async fn delete_automation(
         &self,
         app: &AppId,
@@ -551,7 +574,7 @@ impl Service {
         let _guard = self.control.lock().await;
         let automation = self.automation(app, id_or_key).await?;
         let cancel = Cancellation {
-            reason: "automation deleted".into(),
+            reason: crate::domain::dispatch::REASON_AUTOMATION_DELETED.into(),
             at: self.now(),
         };
         let (app_id, id) = (automation.app_id.clone(), automation.id.clone());
@@ -640,13 +663,10 @@ impl Service {
             .ok_or_else(not_found)
     }
 
-    /// A page of an automation's runs, newest first.
-    pub async fn runs(
-        &self,
-        app: &AppId,
-        automation: &str,
-        query: RunQuery,
-    ) -> Result<RunPage, ServiceError> {
+    /// A page of an app's runs, newest first: of every automation, or of
+    /// `query.automation` (whose runs stay listable by id after it is
+    /// deleted).
+    pub async fn runs(&self, app: &AppId, query: RunQuery) -> Result<RunPage, ServiceError> {
         let limit = query.limit.unwrap_or(DEFAULT_RUNS_LIMIT);
         if !(1..=MAX_RUNS_LIMIT).contains(&limit) {
             return Err(ServiceError::InvalidRequest(format!(
@@ -664,13 +684,37 @@ impl Service {
                 })
             })
             .transpose()?;
-        let automation = self.automation(app, automation).await?;
-        let (app_id, id, status) = (app.clone(), automation.id, query.status);
+        let (automation, deleted) = match &query.automation {
+            Some(key) => {
+                let (id, deleted) = self.automation_or_deleted(app, key).await?;
+                (Some(id), deleted)
+            }
+            None => (None, false),
+        };
+        let unfiltered = query.status.is_none()
+            && query.trigger.is_none()
+            && query.since.is_none()
+            && query.until.is_none()
+            && !query.latest_attempt;
+        let filter = RunFilter {
+            automation,
+            status: query.status,
+            trigger: query.trigger,
+            since: query.since,
+            until: query.until,
+            latest_attempt: query.latest_attempt,
+        };
+        let app_id = app.clone();
         let mut runs = self
-            .blocking(move |store| {
-                store.automation_runs(&app_id, &id, status, cursor.as_ref(), limit + 1)
-            })
+            .blocking(move |store| store.app_runs(&app_id, &filter, cursor.as_ref(), limit + 1))
             .await?;
+        if deleted && unfiltered && runs.is_empty() && query.cursor.is_none() {
+            // Nothing left of it at all: as unknown as any other id.
+            return Err(no_automation(
+                app,
+                query.automation.as_deref().unwrap_or(""),
+            ));
+        }
         let next_cursor = (runs.len() > limit).then(|| {
             runs.truncate(limit);
             runs.last().map(|r| r.id.to_string())
@@ -680,6 +724,27 @@ impl Service {
             next_cursor: next_cursor.flatten(),
         })
     }
+
+    /// The automation `key` names, or — for the id of one that was deleted —
+    /// that id and `true`.
+    async fn automation_or_deleted(
+        &self,
+        app: &AppId,
+        key: &str,
+    ) -> Result<(AutomationId, bool), ServiceError> {
+        match self.automation(app, key).await {
+            Ok(automation) => Ok((automation.id, false)),
+            Err(ServiceError::NotFound(message)) => match key.parse::<AutomationId>() {
+                Ok(id) => Ok((id, true)),
+                Err(_) => Err(ServiceError::NotFound(message)),
+            },
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn no_automation(app: &AppId, key: &str) -> ServiceError {
+    ServiceError::NotFound(format!("no automation `{key}` in app `{app}`"))
 }
 
 /// Multi-line engine diagnostics as one line, for a JSON error message.

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::automation::Automation;
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
-use crate::domain::run::{Run, RunStatus, RunTransitionError};
+use crate::domain::run::{Run, RunFilter, RunStatus, RunTransitionError};
 pub use access::AccessStore;
 pub use execution::{EventRecord, ExecutionStore};
 pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
@@ -165,6 +165,17 @@ pub trait Store: ExecutionStore + QuarantineStore + AccessStore + Send + Sync + 
         app: &AppId,
         automation: &AutomationId,
         status: Option<RunStatus>,
+        before: Option<&RunId>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError>;
+    /// An app's runs that match `filter` (runs of deleted automations
+    /// included), newest first, starting after (older than) `before`: a
+    /// reverse range scan of the most selective index (automation, status,
+    /// trigger, or every run of the app), bounded by `since`/`until`.
+    fn app_runs(
+        &self,
+        app: &AppId,
+        filter: &RunFilter,
         before: Option<&RunId>,
         limit: usize,
     ) -> Result<Vec<Run>, StoreError>;

@@ -14,6 +14,9 @@
 //! | | `ar/{app}/{aut_id}/{atr_id}` | (every run of an automation) |
 //! | | `as/{app}/{aut_id}/{status}/{atr_id}` | (runs by status) |
 //! | | `rs/{status}/{atr_id}` | (runs by status, every app) |
+//! | | `ap/{app}/{atr_id}` | (every run of an app) |
+//! | | `ps/{app}/{status}/{atr_id}` | (an app's runs by status) |
+//! | | `pt/{app}/{trigger}/{atr_id}` | (an app's runs by trigger) |
 //! | | `br/sha256:{hex}` | how many configs use the blob (u64 BE) |
 //! | `quarantine` | `m/{id}`, `v/{id}` | unreadable records moved aside (`quarantine.rs`) |
 //! | `apps`, `keys` | see `access.rs` | apps and API keys |
@@ -21,9 +24,12 @@
 //! Ids sort by creation time, so an automation's runs newest-first are a
 //! reverse range scan of `ar/…` (or `as/…` for one status), and a cursor is the
 //! last id returned: runs created later sort after it and cannot shift a page.
+//! An app's runs across automations are the same over `ap/…`, `ps/…` or
+//! `pt/…` (see `app_runs.rs`).
 //! Every multi-key change is one transaction over all five trees.
 
 mod access;
+mod app_runs;
 mod execution;
 mod group_commit;
 mod quarantine;
@@ -45,7 +51,7 @@ use super::{Cancellation, Durability, Store, StoreError, StoreOptions};
 use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
-use crate::domain::run::{Run, RunStatus, RunTransitionError};
+use crate::domain::run::{Run, RunFilter, RunStatus, RunTransitionError};
 pub use group_commit::PROGRESS_FLUSH_DELAY;
 use group_commit::{Commit, GroupCommit};
 use quarantine::{Record, TxAbort, Unreadable};
@@ -144,12 +150,22 @@ fn status_prefix(status: RunStatus) -> Vec<u8> {
 }
 
 /// The index entries that depend on a run's status.
-fn run_status_keys(run: &Run) -> [Vec<u8>; 2] {
+fn run_status_keys(run: &Run) -> [Vec<u8>; 3] {
     let mut by_automation = runs_prefix(&run.app_id, &run.automation_id, Some(run.status));
     by_automation.extend_from_slice(run.id.as_str().as_bytes());
     let mut by_status = status_prefix(run.status);
     by_status.extend_from_slice(run.id.as_str().as_bytes());
-    [by_automation, by_status]
+    let mut by_app_status = app_runs::status_prefix(&run.app_id, run.status);
+    by_app_status.extend_from_slice(run.id.as_str().as_bytes());
+    [by_automation, by_status, by_app_status]
+}
+
+/// The index entries a run has whatever its status.
+fn run_fixed_keys(run: &Run) -> [Vec<u8>; 3] {
+    let mut by_automation = runs_prefix(&run.app_id, &run.automation_id, None);
+    by_automation.extend_from_slice(run.id.as_str().as_bytes());
+    let [by_app, by_trigger] = app_runs::fixed_keys(run);
+    [by_automation, by_app, by_trigger]
 }
 
 impl Tx<'_> {
@@ -178,9 +194,9 @@ impl Tx<'_> {
             }
         }
         if previous.is_none() {
-            let mut key = runs_prefix(&run.app_id, &run.automation_id, None);
-            key.extend_from_slice(run.id.as_str().as_bytes());
-            self.index.insert(key, &[])?;
+            for key in run_fixed_keys(run) {
+                self.index.insert(key, &[])?;
+            }
         }
         for key in run_status_keys(run) {
             self.index.insert(key, &[])?;
@@ -303,6 +319,7 @@ impl SledStore {
             },
             db,
         };
+        store.index_app_runs()?;
         store.flush()?;
         Ok(store)
     }
@@ -394,11 +411,13 @@ impl SledStore {
         Ok(ids)
     }
 
+    /// Loads the runs of index `keys` (under `prefix`) that `keep` accepts,
+    /// up to `limit`.
     fn load_runs(
         &self,
         keys: impl Iterator<Item = sled::Result<(IVec, IVec)>>,
         prefix: &[u8],
-        status: Option<RunStatus>,
+        keep: impl Fn(&Run) -> bool,
         limit: usize,
     ) -> Result<Vec<Run>, StoreError> {
         let mut runs = Vec::with_capacity(limit.min(128));
@@ -410,7 +429,7 @@ impl SledStore {
             // A run can change status between reading the index and the run,
             // or be missing (quarantined).
             if let Some(run) = self.run(&id)?
-                && status.is_none_or(|s| s == run.status)
+                && keep(&run)
             {
                 runs.push(run);
                 if runs.len() == limit {
@@ -642,7 +661,23 @@ impl Store for SledStore {
             None => prefix_end(&prefix),
         };
         let keys = self.index.range(prefix.clone()..end).rev();
-        self.load_runs(keys, &prefix, status, limit)
+        // A run can change status between reading the index and the run.
+        self.load_runs(
+            keys,
+            &prefix,
+            |run| status.is_none_or(|s| s == run.status),
+            limit,
+        )
+    }
+
+    fn app_runs(
+        &self,
+        app: &AppId,
+        filter: &RunFilter,
+        before: Option<&RunId>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.scan_app_runs(app, filter, before, limit)
     }
 
     fn count_automation_runs(
@@ -678,7 +713,7 @@ impl Store for SledStore {
         let keys = self
             .index
             .range::<Vec<u8>, _>((start, Bound::Excluded(prefix_end(&prefix))));
-        self.load_runs(keys, &prefix, Some(status), limit)
+        self.load_runs(keys, &prefix, |run| run.status == status, limit)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -206,7 +206,7 @@ async fn one_large_allocation_hits_the_memory_limit_not_a_trap_or_fuel() {
                 &input,
                 &RunOptions {
                     limits,
-                    cancel: None,
+                    ..RunOptions::default()
                 },
             )
             .await;
@@ -240,7 +240,7 @@ async fn one_large_allocation_hits_the_memory_limit_not_a_trap_or_fuel() {
             &input,
             &RunOptions {
                 limits,
-                cancel: None,
+                ..RunOptions::default()
             },
         )
         .await;

@@ -56,6 +56,12 @@ pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("POST", "/apps/{app_id}/automations/{id}/reset", Need::Write),
     // Runs.
     ("GET", "/apps/{app_id}/automations/{id}/runs", Need::Read),
+    ("GET", "/apps/{app_id}/automations/runs", Need::Read),
+    (
+        "GET",
+        "/apps/{app_id}/automations/runs/{run_id}/output",
+        Need::Read,
+    ),
     (
         "GET",
         "/apps/{app_id}/automations/runs/{run_id}",

@@ -172,7 +172,8 @@ mod tests {
                 "limit=5&stauts=failed"
             )),
             "unknown query parameter `stauts`: GET /apps/{app_id}/automations/{id}/runs \
-             takes only `cursor`, `limit`, `status`"
+             takes only `automation_id`, `cursor`, `latest_attempt`, `limit`, `since`, \
+             `status`, `trigger`, `until`"
         );
         // A parameter of the GET on the same path is not one of the POST's.
         assert!(

@@ -386,8 +386,10 @@ impl Queue {
             .map(|(id, _)| id.clone())
             .collect();
         for id in waiting {
-            state.waiting.remove(&id);
-            decrement(&mut state.waiting_per_automation, automation);
+            if let Some(waiting) = state.waiting.remove(&id) {
+                decrement(&mut state.waiting_per_automation, automation);
+                decrement(&mut state.waiting_per_app, &waiting.app);
+            }
         }
         let mut executing = 0;
         for run in state
@@ -597,7 +599,7 @@ mod tests {
 
     #[test]
     fn cancelling_an_automation_reaches_its_waiting_and_executing_runs() {
-        let queue = Queue::new(10, 2);
+        let queue = Queue::new(10, 10, 2);
         queue.enqueue([
             (run(1), waiting(1)),
             (run(2), waiting(2)),

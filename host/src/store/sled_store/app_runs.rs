@@ -93,6 +93,34 @@ impl SledStore {
         self.load_runs(keys, &prefix, |run| filter.matches(run), limit)
     }
 
+    /// The `ap`/`ps`/`pt` entries that may name run `id` of `app` (to remove
+    /// with it): every status's, and its trigger's — when the trigger is not
+    /// known, found by a scan of the app's `pt/` entries.
+    pub(super) fn app_run_entries(
+        &self,
+        app: &str,
+        id: &str,
+        trigger: Option<&str>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut entries = vec![key(&["ap", app, id])];
+        for status in RunStatus::ALL.map(RunStatus::as_str) {
+            entries.push(key(&["ps", app, status, id]));
+        }
+        match trigger {
+            Some(trigger) => entries.push(key(&["pt", app, trigger, id])),
+            None => {
+                let suffix = format!("/{id}");
+                for entry in self.index.scan_prefix(key(&["pt", app, ""])) {
+                    let (found, _) = entry.map_err(backend)?;
+                    if found.ends_with(suffix.as_bytes()) {
+                        entries.push(found.to_vec());
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+
     /// Gives every stored run its `ap`/`ps`/`pt` entries, once per store:
     /// stores written before this index existed list their runs across
     /// automations too.

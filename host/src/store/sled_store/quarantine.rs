@@ -113,6 +113,8 @@ pub(super) enum TxAbort {
 struct RunHeader {
     app_id: String,
     automation_id: String,
+    #[serde(default)]
+    trigger: Option<String>,
 }
 
 /// An index entry to remove with a quarantined record, and the value it
@@ -141,9 +143,9 @@ impl SledStore {
         match found.kind {
             RecordKind::Run => {
                 let id = &*own_key;
-                let owner = match decode::<RunHeader>(&found.bytes) {
-                    Ok(run) => Some((run.app_id, run.automation_id)),
-                    Err(_) => self.run_owner(id)?,
+                let (owner, trigger) = match decode::<RunHeader>(&found.bytes) {
+                    Ok(run) => (Some((run.app_id, run.automation_id)), run.trigger),
+                    Err(_) => (self.run_owner(id)?, None),
                 };
                 for status in RunStatus::ALL.map(RunStatus::as_str) {
                     entries.push((key(&["rs", status, id]), None));
@@ -153,6 +155,8 @@ impl SledStore {
                 }
                 if let Some((app, automation)) = &owner {
                     entries.push((key(&["ar", app, automation, id]), None));
+                    let across = self.app_run_entries(app, id, trigger.as_deref())?;
+                    entries.extend(across.into_iter().map(|entry| (entry, None)));
                 }
             }
             RecordKind::Automation => {
@@ -330,7 +334,9 @@ impl SledStore {
         // idempotency key may hold `/`) and `br/` (a digest).
         let last = text.rfind('/').map_or(0, |at| at + 1);
         Ok(match kind {
-            "ar" | "as" | "rs" => self.indexed_run_id(key, value, &key[..last])?.is_some(),
+            "ar" | "as" | "rs" | "ap" | "ps" | "pt" => {
+                self.indexed_run_id(key, value, &key[..last])?.is_some()
+            }
             "tr" => self
                 .indexed_id::<AutomationId>(key, value, &key[..last], "automation")?
                 .is_some(),
@@ -540,6 +546,15 @@ mod tests {
                 .unwrap(),
             2
         );
+        let naming: Vec<_> = fx
+            .store
+            .index
+            .iter()
+            .keys()
+            .map(Result::unwrap)
+            .filter(|key| key.ends_with(runs[1].id.as_str().as_bytes()))
+            .collect();
+        assert!(naming.is_empty(), "entries left: {naming:?}");
 
         // It survives a restart; discarding removes it for good.
         let fx = fx.reopened();
@@ -658,8 +673,8 @@ mod tests {
         let run = fx.pending_run(&automation, input());
         fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
         let clean = fx.store.scan_records().unwrap();
-        // The automation, the run and its three index entries.
-        assert_eq!(clean.readable, 5);
+        // The automation, the run and its six index entries.
+        assert_eq!(clean.readable, 8);
         assert!(clean.quarantined.is_empty());
 
         let mut damaged = serde_json::to_value(&run).unwrap();

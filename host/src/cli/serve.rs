@@ -192,6 +192,8 @@ impl Serve {
             edge,
         };
         raise_open_files_limit();
+        // Before "listening" is printed: see `shutdown_signal`.
+        let shutdown = shutdown_signal();
         let server = Server::bind(&config).await?;
         let scheme = if config.edge.tls.is_some() {
             "https"
@@ -204,35 +206,50 @@ impl Serve {
             server.local_addr(),
             config.data_dir.display()
         );
-        server.serve(shutdown_signal()).await?;
+        server.serve(shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// A future that completes on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: called before "listening" is printed, a SIGTERM sent as
+/// soon as a script or test reads that line stops the server cleanly instead
+/// of killing it (the default action while no handler is installed). Must be
+/// called inside the runtime.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let stopped = {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        let interrupt = received(signal(SignalKind::interrupt()).ok());
+        let terminate = received(signal(SignalKind::terminate()).ok());
+        async move {
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let stopped = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async move {
+        stopped.await;
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 /// Raises the soft limit on open files to the hard limit, so the connection

@@ -390,11 +390,21 @@ fn decode(status: StatusCode, url: &str, body: &[u8]) -> Result<Value, ApiError>
         (Some(message), code) => Err(ApiError::Server {
             status,
             code: code.unwrap_or_default().to_owned(),
-            message: message.to_owned(),
+            message: if status == StatusCode::UNAUTHORIZED {
+                // The server speaks in HTTP headers; say what to do in CLI terms.
+                format!("{message} ({MISSING_KEY_HINT})")
+            } else {
+                message.to_owned()
+            },
         }),
         (None, _) => Err(unexpected(status, url, body)),
     }
 }
+
+/// What a 401 means for a CLI user: which flag or variable carries the key,
+/// and where a new server put its first one.
+const MISSING_KEY_HINT: &str = "give an API key with --token or AUTOMATA_TOKEN; a new server \
+     writes its first admin key to <data-dir>/admin-token";
 
 fn unexpected(status: StatusCode, url: &str, body: &[u8]) -> ApiError {
     const SHOWN: usize = 300;
@@ -482,6 +492,19 @@ mod tests {
         let error = decode(StatusCode::NOT_FOUND, "u", body.to_string().as_bytes()).unwrap_err();
         assert_eq!(error.to_string(), "automation aut_x not found");
         assert!(matches!(error, ApiError::Server { code, .. } if code == "not_found"));
+    }
+
+    #[test]
+    fn a_missing_key_is_explained_in_cli_terms() {
+        let body = json!({"error": {"code": "unauthorized", "message": "this endpoint needs an API key: send `Authorization: Bearer <key>`"}});
+        let error = decode(StatusCode::UNAUTHORIZED, "u", body.to_string().as_bytes()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("this endpoint needs an API key"),
+            "{message}"
+        );
+        assert!(message.contains("--token or AUTOMATA_TOKEN"), "{message}");
+        assert!(message.contains("<data-dir>/admin-token"), "{message}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::service::{AuthError, Authenticator, Service, acting_as};
 /// What each route needs. `HEAD` follows `GET`.
 pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("GET", "/openapi.json", Need::Public),
+    ("GET", "/healthz", Need::Public),
     // Apps and keys.
     ("GET", "/apps", Need::Admin),
     ("POST", "/apps", Need::Admin),

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod health;
 pub mod output;
 pub mod query;
 pub mod runs;
@@ -78,6 +79,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         admin::quarantined,
         admin::quarantined_bytes,
         admin::discard,
+        health::healthz,
         output::output,
     ),
     tags(
@@ -87,6 +89,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
         (name = "events", description = "Platform events that trigger automations"),
         (name = "admin", description = "Host-wide operator endpoints: the quarantine of unreadable records"),
+        (name = "operations", description = "Probes for supervisors and load balancers"),
     )
 )]
 pub struct ApiDoc;
@@ -135,6 +138,7 @@ pub fn router(service: Arc<Service>) -> Router {
     let max_config_bytes = service.settings().max_config_bytes;
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/healthz", get(health::healthz))
         .route(
             "/apps/{app_id}/automations",
             get(automations::list).post(automations::create),

@@ -29,8 +29,17 @@ fn address(server: &TestServer) -> SocketAddr {
         .expect("an http://IP:PORT base")
 }
 
-/// The server still answers a fresh connection with an admin read.
+/// The server still answers a fresh connection: the liveness probe without
+/// a key, and an admin read.
 async fn still_answers(server: &TestServer) {
+    let probe = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .expect("GET /healthz");
+    assert_eq!(probe.status(), StatusCode::OK);
+    assert_eq!(
+        probe.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
     let (status, body) = server.get("/apps/default").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

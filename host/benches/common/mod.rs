@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use automata::domain::outcome::Outcome;
 use automata::domain::workflow::{RunContext, TriggerInput};
-use automata::runner::{Outcome, Runner, Workflow};
+use automata::runner::{Runner, Workflow};
 
 /// `cargo bench` passes `--bench`; without it (`cargo test --all-targets`)
 /// a benchmark only checks that every path works, with a few samples.

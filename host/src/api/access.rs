@@ -3,7 +3,7 @@
 //!
 //! [`DECISIONS`] maps each route (method and path template) to what it needs.
 //! A route without a decision is refused for everyone (500 naming the route),
-//! so adding a route forces a decision; `host/tests/api.rs` checks every
+//! so adding a route forces a decision; `host/tests/all/api/` checks every
 //! route of the OpenAPI document against every kind of key.
 //!
 //! For a request the middleware: finds the route's decision; authenticates

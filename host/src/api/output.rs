@@ -61,7 +61,7 @@ pub struct OutputEnd {
     pub reason: Option<String>,
     /// For failed runs: the class of failure.
     #[schema(value_type = Option<String>)]
-    pub failure_kind: Option<crate::runner::FailureKind>,
+    pub failure_kind: Option<crate::domain::outcome::FailureKind>,
     /// The next attempt, when the run failed and is retried.
     pub retried_by: Option<RunId>,
     /// How many output lines the run has (the offset after its last line).

@@ -8,8 +8,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::domain::outcome::{CANCELLED_MESSAGE, Outcome};
 use crate::domain::workflow::{RunContext, SCHEDULED_TRIGGER, TriggerInput};
-use crate::runner::{CANCELLED_MESSAGE, Outcome, Runner, RunnerConfig};
+use crate::runner::{Runner, RunnerConfig};
 
 /// Run a workflow component once and print its output and payload
 ///

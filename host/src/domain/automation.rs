@@ -11,10 +11,10 @@ use super::config::Config;
 use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
 use super::json::MAX_METADATA_BYTES;
+use super::limits::LimitOverrides;
 use super::schedule::Schedule;
 use super::text;
 use super::workflow::SCHEDULED_TRIGGER;
-use crate::runner::LimitOverrides;
 
 /// What fires an automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use super::automation::Automation;
 use super::ids::{AppId, AutomationId, ConfigId, RunId};
+use super::limits::RunLimits;
+use super::outcome::{CANCELLED_MESSAGE, FailureKind, Outcome, RunAccounting, RunReport};
 use super::workflow::{SCHEDULED_TRIGGER, TriggerInput};
-use crate::runner::{CANCELLED_MESSAGE, FailureKind, Outcome, RunAccounting, RunLimits, RunReport};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -553,7 +554,8 @@ mod tests {
 
     #[test]
     fn a_runner_report_ends_the_run() {
-        use crate::runner::{CapturedOutput, ComponentDigest, Failure, TIMEOUT_MESSAGE};
+        use crate::domain::digest::ComponentDigest;
+        use crate::domain::outcome::{CapturedOutput, Failure, TIMEOUT_MESSAGE};
         let report = |outcome| RunReport {
             outcome,
             output: CapturedOutput {

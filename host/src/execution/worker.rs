@@ -11,9 +11,10 @@ use crate::domain::automation::{Automation, AutomationStatus};
 use crate::domain::config::Config;
 use crate::domain::dispatch::{self, FailureClass, REASON_HOST_RESTARTED};
 use crate::domain::ids::RunId;
+use crate::domain::outcome::{FailureKind, Outcome, RunReport};
 use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
 use crate::domain::workflow::RunContext;
-use crate::runner::{CancelToken, FailureKind, Outcome, RunOptions, RunReport, Workflow};
+use crate::runner::{CancelToken, RunOptions, Workflow};
 use crate::store::StoreError;
 
 /// Executes the run `id`, which the queue has marked executing, and frees its
@@ -384,7 +385,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::runner::{CapturedOutput, ComponentDigest, Failure, RunAccounting, RunLimits};
+    use crate::domain::digest::ComponentDigest;
+    use crate::domain::limits::RunLimits;
+    use crate::domain::outcome::{CapturedOutput, Failure, RunAccounting};
 
     fn report(outcome: Outcome) -> RunReport {
         RunReport {
@@ -460,7 +463,10 @@ mod tests {
             }
             .class()
         };
-        let timeout = Failure::new(FailureKind::Timeout, crate::runner::TIMEOUT_MESSAGE);
+        let timeout = Failure::new(
+            FailureKind::Timeout,
+            crate::domain::outcome::TIMEOUT_MESSAGE,
+        );
         let ending = Ending::Ran {
             report: report(Outcome::Failed(timeout.clone())),
             cancel_reason: None,

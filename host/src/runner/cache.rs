@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::SetupError;
-use super::digest::ComponentDigest;
+use crate::domain::digest::ComponentDigest;
 
 const MAGIC: &[u8] = b"automata-compiled-component-v1\n";
 const CHECKSUM_LEN: usize = 32;

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 ///
 /// A cancelled run stops at its next epoch tick when it is executing wasm, and
 /// at once when it is blocked in a host call (a WASI sleep or poll) or waiting
-/// for a free slot; its outcome is [`Outcome::Cancelled`](super::Outcome::Cancelled).
+/// for a free slot; its outcome is [`Outcome::Cancelled`](crate::domain::outcome::Outcome::Cancelled).
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken {
     inner: Arc<Inner>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::SetupError;
-use super::limits::RunLimits;
+use crate::domain::limits::RunLimits;
 
 /// How the host runs workflows. [`RunnerConfig::default`] is cheap (on-demand
 /// allocation, no cache directory) and suits tests; a server sets `pooling`

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::digest::ComponentDigest;
+use crate::domain::digest::ComponentDigest;
 
 /// A byte-budgeted LRU map from component digest to `V`.
 #[derive(Debug)]

@@ -16,11 +16,8 @@
 mod bindings;
 mod cache;
 mod cancel;
-mod digest;
 mod engine;
-mod limits;
 mod loaded;
-mod outcome;
 pub mod output;
 mod sandbox;
 
@@ -32,6 +29,11 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
+use crate::domain::digest::ComponentDigest;
+use crate::domain::limits::{LimitOverrides, LimitsError, RunLimits};
+use crate::domain::outcome::{
+    CANCELLED_MESSAGE, CapturedOutput, FailureKind, Outcome, RunAccounting, RunReport,
+};
 use crate::domain::workflow::{RunContext, StepNode, TriggerInput, WorkflowGraph};
 use bindings::{WorkflowPre, types};
 use cache::CompileCache;
@@ -40,13 +42,8 @@ use loaded::Loaded;
 use sandbox::RunState;
 
 pub use cancel::CancelToken;
-pub use digest::{ComponentDigest, ParseDigestError};
 pub use engine::{Allocator, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
-pub use limits::{LimitOverrides, LimitsError, RunLimits};
-pub use outcome::{
-    CANCELLED_MESSAGE, Failure, FailureKind, Outcome, RunAccounting, RunReport, TIMEOUT_MESSAGE,
-};
-pub use output::{CapturedOutput, LiveLines, LiveOutput, OutputLimits, Transcript};
+pub use output::{LiveLines, LiveOutput, Transcript};
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]

@@ -8,39 +8,14 @@ use tokio::sync::watch;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// Caps on what one run may record. Past a cap the run goes on; further output
-/// is dropped and the transcript says it was truncated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputLimits {
-    /// Most lines kept.
-    pub max_lines: usize,
-    /// Most bytes kept, over all lines.
-    pub max_bytes: usize,
-}
-
-impl Default for OutputLimits {
-    fn default() -> Self {
-        OutputLimits {
-            max_lines: 1_000,
-            max_bytes: 1 << 20,
-        }
-    }
-}
+use crate::domain::limits::OutputLimits;
+use crate::domain::outcome::CapturedOutput;
 
 /// Where a line came from; stderr and log lines are marked in the transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Stdout,
     Stderr,
-}
-
-/// The lines a run produced, in order, and whether any were dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CapturedOutput {
-    /// Output lines, without their line endings.
-    pub lines: Vec<String>,
-    /// True when a cap was reached and later output was dropped.
-    pub truncated: bool,
 }
 
 #[derive(Debug)]

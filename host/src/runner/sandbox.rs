@@ -10,9 +10,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level, WorkflowPre};
 use super::cancel::CancelToken;
-use super::limits::RunLimits;
-use super::outcome::{Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
-use super::output::{CapturedOutput, GuestPanic, LiveOutput, Transcript};
+use super::output::{GuestPanic, LiveOutput, Transcript};
+use crate::domain::limits::RunLimits;
+use crate::domain::outcome::{CapturedOutput, Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
 
 /// The state of one run's [`Store`].
 pub(super) struct RunState {

@@ -23,11 +23,12 @@ use crate::domain::automation::{
     LifecycleAction, NewAutomation, ValidationError,
 };
 use crate::domain::config::{self, Config};
+use crate::domain::digest::ComponentDigest;
 use crate::domain::events::{self, EventType};
 use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
 use crate::domain::run::{Run, RunFilter, RunStatus};
 use crate::domain::schedule::{DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, SchedulePreview};
-use crate::runner::{ComponentDigest, Runner};
+use crate::runner::Runner;
 use crate::store::{Cancellation, Store, StoreError};
 pub use access::{
     AuthError, AuthMode, Authenticator, CreatedKey, ENV_ADMIN_KEY_ID, MIN_ADMIN_TOKEN_LEN,

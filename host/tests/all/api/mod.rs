@@ -16,9 +16,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 mod auth;
-mod common;
 mod edge;
-use common::InProcessServer;
+
+use crate::common::{self, InProcessServer};
 
 /// A server running in this process on 127.0.0.1:0, with a client.
 struct TestServer {

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::output::OutputLimits;
-use crate::domain::json::{DEFAULT_GUEST_RESULT_BYTES, MAX_GUEST_RESULT_BYTES};
+use super::json::{DEFAULT_GUEST_RESULT_BYTES, MAX_GUEST_RESULT_BYTES};
 
 /// The limits a run executes under, every one resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +264,25 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Caps on what one run may record. Past a cap the run goes on; further output
+/// is dropped and the transcript says it was truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Most lines kept.
+    pub max_lines: usize,
+    /// Most bytes kept, over all lines.
+    pub max_bytes: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits {
+            max_lines: 1_000,
+            max_bytes: 1 << 20,
+        }
     }
 }
 

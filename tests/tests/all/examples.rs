@@ -1,7 +1,8 @@
 //! Each example workflow, built to a component, run through the host's runner.
 
+use automata::domain::outcome::{Failure, FailureKind, Outcome};
 use automata::domain::workflow::{RunContext, TriggerInput};
-use automata::runner::{Failure, FailureKind, LoadError, Outcome, Runner, RunnerConfig, Workflow};
+use automata::runner::{LoadError, Runner, RunnerConfig, Workflow};
 use automata_e2e::guest;
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! A server running in the test's own process on `127.0.0.1:0`, for the API
-//! and execution tests (`mod common;`).
+//! and execution tests (`crate::common`).
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use automata::domain::limits::LimitOverrides;
+use automata::domain::outcome::{FailureKind, Outcome, RunReport};
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::runner::{
-    Allocator, CancelToken, FailureKind, LimitOverrides, LoadError, Outcome, RunOptions, RunReport,
-    Runner, RunnerConfig, Workflow,
+    Allocator, CancelToken, LoadError, RunOptions, Runner, RunnerConfig, Workflow,
 };
 use automata_e2e::guest;
 use serde_json::{Value, json};

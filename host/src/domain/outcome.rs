@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::digest::ComponentDigest;
+use super::json;
 use super::limits::RunLimits;
-use super::output::CapturedOutput;
-use crate::domain::json;
 
 /// The error of a run that ran out of time; the spec's exact wording.
 pub const TIMEOUT_MESSAGE: &str = "Script execution timed out";
@@ -22,7 +21,7 @@ pub enum Outcome {
     Completed(Value),
     /// The run failed; see [`Failure::kind`] for why.
     Failed(Failure),
-    /// The run was cancelled through its [`CancelToken`](super::CancelToken).
+    /// The run was cancelled (the runner's cancel token, or a host shutting down).
     Cancelled,
 }
 
@@ -220,6 +219,15 @@ impl RunReport {
         }
         result
     }
+}
+
+/// The lines a run produced, in order, and whether any were dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedOutput {
+    /// Output lines, without their line endings.
+    pub lines: Vec<String>,
+    /// True when a cap was reached and later output was dropped.
+    pub truncated: bool,
 }
 
 /// The error shown for a cancelled run.

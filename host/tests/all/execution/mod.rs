@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-mod common;
-use common::InProcessServer;
+use crate::common::{self, InProcessServer};
 
 /// An HTTP client for one server's base URL.
 #[derive(Clone)]
@@ -1169,9 +1168,7 @@ async fn the_openapi_document_describes_the_execution_endpoints() {
     server.stop().await;
 }
 
-#[path = "execution/crash.rs"]
 mod crash;
-#[path = "execution/json.rs"]
 mod json;
 
 // ---- Operator experience: runs across automations, retry chains, live

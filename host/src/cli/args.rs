@@ -68,6 +68,16 @@ pub fn in_flag_terms(message: &str) -> String {
         return message.to_owned();
     };
     let detail = strip_json_position(detail);
+    // Grant lists have flags of their own (one entry per flag).
+    let own_flag = [
+        ("capabilities.http.allowed_hosts", "--allow-host"),
+        ("capabilities.secrets", "--secret"),
+    ]
+    .into_iter()
+    .find(|(name, _)| *name == field);
+    if let Some((_, flag)) = own_flag {
+        return format!("{flag}: {detail}");
+    }
     let (top, nested) = field.split_once('.').unwrap_or((field, ""));
     let flag = format!("--{}", top.replace('_', "-"));
     if nested.is_empty() {

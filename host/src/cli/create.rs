@@ -42,7 +42,9 @@ enum What {
     --config-id cfg_abc123
   automata create automation -n \"Weekday digest\" -t scheduled --schedule \"0 9 * * 1-5\" \\
     --timezone Europe/Berlin --run-as-user-id usr_reporter --lookup-key weekday-digest \\
-    --metadata '{\"team\": \"ops\"}'")]
+    --metadata '{\"team\": \"ops\"}'
+  automata create automation -n \"Welcome to chat\" -t trigger --trigger thread.member_joined \\
+    --config-id cfg_abc123 --allow-host https://hooks.example.com --secret CHAT_WEBHOOK_URL")]
     Automation(CreateAutomation),
     /// Upload a compiled workflow component (.wasm) as a config and show its trigger nodes.
     #[command(after_help = "Examples:
@@ -117,6 +119,19 @@ pub(super) struct AutomationFields {
     /// Sandbox limit overrides, e.g. '{"fuel": 10000000, "memory_bytes": 67108864, "timeout_ms": 5000}'.
     #[arg(long, value_parser = json_object, value_name = "JSON", help_heading = "Execution policy")]
     limits: Option<Value>,
+    /// Let the workflow send HTTP requests to HOST: `host` (ports 80 and 443),
+    /// `host:port` or `https://host[:port]`. Repeat for more hosts; on update,
+    /// replaces the hosts allowed before.
+    #[arg(
+        long = "allow-host",
+        value_name = "HOST",
+        help_heading = "Capabilities"
+    )]
+    allow_hosts: Vec<String>,
+    /// Let the workflow read the app secret NAME (`automata set secret`).
+    /// Repeat for more secrets; on update, replaces the secrets granted before.
+    #[arg(long = "secret", value_name = "NAME", help_heading = "Capabilities")]
+    secrets: Vec<String>,
 }
 
 /// Missed-tick policies.
@@ -145,8 +160,28 @@ enum Overlap {
 }
 
 impl AutomationFields {
-    /// Adds the fields that were given to a request body.
-    pub(super) fn insert_into(self, body: &mut Map<String, Value>) {
+    /// Whether `--allow-host` or `--secret` was given.
+    pub(super) fn sets_capabilities(&self) -> bool {
+        !self.allow_hosts.is_empty() || !self.secrets.is_empty()
+    }
+
+    /// Adds the fields that were given to a request body. `--allow-host`
+    /// and `--secret` each replace their part of `current` (the
+    /// automation's `capabilities` before an update), keeping the other.
+    pub(super) fn insert_into(self, body: &mut Map<String, Value>, current: Option<&Value>) {
+        if self.sets_capabilities() {
+            let mut capabilities = current
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if !self.allow_hosts.is_empty() {
+                capabilities.insert("http".into(), json!({ "allowed_hosts": self.allow_hosts }));
+            }
+            if !self.secrets.is_empty() {
+                capabilities.insert("secrets".into(), json!(self.secrets));
+            }
+            body.insert("capabilities".into(), Value::Object(capabilities));
+        }
         let strings = [
             ("timezone", self.timezone),
             ("config_id", self.config_id),
@@ -207,7 +242,7 @@ impl Create {
                 if let Some(schedule) = automation.schedule {
                     body.insert("schedule".into(), json!(schedule));
                 }
-                automation.fields.insert_into(&mut body);
+                automation.fields.insert_into(&mut body, None);
                 let created = api
                     .post(&["automations"], Some(&Value::Object(body)))
                     .await
@@ -356,9 +391,11 @@ mod tests {
             max_concurrency: Some(2),
             retry: None,
             limits: None,
+            allow_hosts: vec![],
+            secrets: vec![],
         };
         let mut body = Map::new();
-        fields.insert_into(&mut body);
+        fields.insert_into(&mut body, None);
         assert_eq!(
             Value::Object(body),
             json!({
@@ -369,5 +406,39 @@ mod tests {
                 "max_concurrency": 2
             })
         );
+    }
+
+    #[test]
+    fn grant_flags_replace_their_part_and_keep_the_other() {
+        let fields = |allow_hosts: &[&str], secrets: &[&str]| AutomationFields {
+            timezone: None,
+            config_id: None,
+            description: None,
+            run_as_user_id: None,
+            lookup_key: None,
+            metadata: None,
+            catchup: None,
+            catchup_window_seconds: None,
+            overlap: None,
+            max_concurrency: None,
+            retry: None,
+            limits: None,
+            allow_hosts: allow_hosts.iter().map(|h| (*h).to_owned()).collect(),
+            secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let current = json!({"http": {"allowed_hosts": ["old.example.com"]}, "secrets": ["KEEP"]});
+        let mut body = Map::new();
+        fields(&["api.example.com", "hooks.example.com:8443"], &[])
+            .insert_into(&mut body, Some(&current));
+        assert_eq!(
+            body["capabilities"],
+            json!({"http": {"allowed_hosts": ["api.example.com", "hooks.example.com:8443"]}, "secrets": ["KEEP"]})
+        );
+        let mut body = Map::new();
+        fields(&[], &["NEW"]).insert_into(&mut body, None);
+        assert_eq!(body["capabilities"], json!({"secrets": ["NEW"]}));
+        let mut body = Map::new();
+        fields(&[], &[]).insert_into(&mut body, Some(&current));
+        assert!(body.is_empty());
     }
 }

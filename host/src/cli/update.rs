@@ -29,6 +29,7 @@ enum What {
   automata update automation aut_abc123 -n \"Updated Name\" --config-id cfg_def456
   automata update automation aut_abc123 --schedule \"30 8 * * 1-5\" --timezone America/New_York
   automata update automation aut_abc123 --clear lookup_key,run_as_user_id
+  automata update automation aut_abc123 --allow-host api.example.com --allow-host hooks.example.com:8443
   automata update automation aut_abc123 -t scheduled --schedule \"0 9 * * 1-5\" --clear trigger")]
     Automation(UpdateAutomation),
 }
@@ -77,6 +78,9 @@ enum Clearable {
     Metadata,
     #[value(name = "max_concurrency")]
     MaxConcurrency,
+    /// Every grant: no hosts, no secrets.
+    #[value(name = "capabilities")]
+    Capabilities,
 }
 
 impl Update {
@@ -98,7 +102,16 @@ impl Update {
                 body.insert(key.into(), json!(value));
             }
         }
-        update.fields.insert_into(&mut body);
+        // `--allow-host` and `--secret` replace their part of the grant and
+        // keep the other, which is read first (PATCH replaces `capabilities`
+        // whole).
+        let current = if update.fields.sets_capabilities() {
+            let automation = api.get(&["automations", &update.id], &[]).await?;
+            Some(automation["capabilities"].clone())
+        } else {
+            None
+        };
+        update.fields.insert_into(&mut body, current.as_ref());
         for field in update.clear {
             let name = api_name(field);
             if body.insert(name.clone(), Value::Null).is_some() {

@@ -89,6 +89,9 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
     for (label, value) in policies(a) {
         fields.push((label, Cell::from(value)));
     }
+    for (label, value) in grants(a) {
+        fields.push((label, Cell::from(value)));
+    }
     for (label, key) in [
         ("Next run", "next_run_at"),
         ("Created", "created_at"),
@@ -125,6 +128,7 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
             "max_concurrency",
             "retry",
             "limits",
+            "capabilities",
             "next_run_at",
             "next_run_at_if_running",
             "created_at",
@@ -134,6 +138,32 @@ pub fn automation_detail(out: &Printer, a: &Value, now: DateTime<Utc>) {
             "app_id",
         ],
     );
+}
+
+/// An automation's `capabilities`, one line per grant ("none" when it
+/// grants nothing: deny by default). Absent from a server without the field.
+fn grants(a: &Value) -> Vec<(&'static str, String)> {
+    let Some(capabilities) = a.get("capabilities") else {
+        return Vec::new();
+    };
+    let list = |value: &Value| {
+        let items: Vec<&str> = value
+            .as_array()
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    vec![
+        (
+            "Allowed hosts",
+            list(&capabilities["http"]["allowed_hosts"]),
+        ),
+        ("Secrets", list(&capabilities["secrets"])),
+    ]
 }
 
 /// A schedule preview (`GET …/automations/schedule`): how the expression
@@ -573,6 +603,12 @@ pub fn config_detail(out: &Printer, config: &Value, now: DateTime<Utc>) {
         fields.push(("Workflow", Cell::from(graph_name)));
     }
     fields.push(("Trigger nodes", Cell::from(triggers(config).join(", "))));
+    if config["imports_http"] == Value::Bool(true) {
+        fields.push((
+            "Outbound HTTP",
+            Cell::from("yes (automations running it need --allow-host)"),
+        ));
+    }
     if let Some(created) = when(config, "created_at", now) {
         fields.push(("Created", created));
     }

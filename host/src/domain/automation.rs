@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::capabilities::{Capabilities, CapabilityError};
 use super::config::Config;
 use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
@@ -222,6 +223,12 @@ pub struct ValidationError {
     pub message: String,
 }
 
+impl From<CapabilityError> for ValidationError {
+    fn from(error: CapabilityError) -> Self {
+        invalid(error.field, error.message)
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> ValidationError {
     ValidationError {
         field,
@@ -280,6 +287,11 @@ pub struct Automation {
     /// Sandbox limit overrides (fuel, memory, time, output); unset fields use
     /// the host's defaults. Checked against the host's ceilings by the service.
     pub limits: LimitOverrides,
+    /// What the workflow may reach outside its sandbox (outbound HTTP hosts,
+    /// app secrets); nothing by default. Records from before the field
+    /// read back granting nothing.
+    #[serde(default)]
+    pub capabilities: Capabilities,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed (fields or status).
@@ -334,6 +346,9 @@ pub struct NewAutomation {
     pub retry: Option<RetryPolicy>,
     #[serde(default)]
     pub limits: Option<LimitOverrides>,
+    /// Outbound HTTP hosts and secrets the workflow may use (default: none).
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
 }
 
 /// The body of `PATCH /apps/:app_id/automations/:id`: absent fields stay as
@@ -381,6 +396,10 @@ pub struct AutomationPatch {
     pub retry: Option<RetryPolicy>,
     #[serde(default)]
     pub limits: Option<LimitOverrides>,
+    /// Replaces the whole grant; `null` grants nothing.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Capabilities>)]
+    pub capabilities: Option<Option<Capabilities>>,
     /// Refused with a pointer to the lifecycle endpoints.
     #[serde(default)]
     #[schema(ignore)]
@@ -431,6 +450,7 @@ impl Automation {
             max_concurrency: new.max_concurrency,
             retry: new.retry.unwrap_or_default(),
             limits: new.limits.unwrap_or_default(),
+            capabilities: new.capabilities.unwrap_or_default().normalized()?,
             created_at: now,
             updated_at: now,
             created_by: None,
@@ -470,6 +490,7 @@ impl Automation {
             max_concurrency,
             retry,
             limits,
+            capabilities,
             status: _,
         } = patch;
         set(&mut next.name, name);
@@ -491,6 +512,9 @@ impl Automation {
         set(&mut next.max_concurrency, max_concurrency);
         set(&mut next.retry, retry);
         set(&mut next.limits, limits);
+        if let Some(capabilities) = capabilities {
+            next.capabilities = capabilities.unwrap_or_default().normalized()?;
+        }
         next.validate()?;
         next.updated_at = now;
         Ok(next)
@@ -614,7 +638,9 @@ impl Automation {
     }
 
     /// Whether `config` (the one `config_id` names, if found) lets this
-    /// automation run: it must exist and have a trigger node for [`Self::event`].
+    /// automation run: it must exist, have a trigger node for
+    /// [`Self::event`], and a component that imports `wasi:http` needs an
+    /// HTTP grant (`capabilities.http.allowed_hosts`).
     pub fn check_runnable(&self, config: Option<&Config>) -> Result<(), ActivationError> {
         let Some(config_id) = &self.config_id else {
             return Err(ActivationError::NoConfig);
@@ -622,15 +648,17 @@ impl Automation {
         let Some(config) = config else {
             return Err(ActivationError::ConfigMissing(config_id.clone()));
         };
-        if config.graph.handles(self.event()) {
-            Ok(())
-        } else {
-            Err(ActivationError::TriggerNotInGraph {
+        if !config.graph.handles(self.event()) {
+            return Err(ActivationError::TriggerNotInGraph {
                 config_id: config_id.clone(),
                 event: self.event().to_owned(),
                 handled: config.graph.triggers.clone(),
-            })
+            });
         }
+        if config.imports_http && !self.capabilities.grants_http() {
+            return Err(ActivationError::HttpNotGranted(config_id.clone()));
+        }
+        Ok(())
     }
 }
 
@@ -766,6 +794,14 @@ pub enum ActivationError {
         event: String,
         handled: Vec<String>,
     },
+    /// The config's component imports `wasi:http` and the automation grants
+    /// no host.
+    #[error(
+        "config {0} makes outbound HTTP requests (its component imports wasi:http) but the \
+         automation grants no host: add the hosts it calls to capabilities.http.allowed_hosts \
+         (CLI: --allow-host HOST)"
+    )]
+    HttpNotGranted(ConfigId),
     /// A schedule whose every fire time is past (its year field has ended).
     #[error(
         "schedule `{0}` has no fire times after now (its last year is past); change `schedule` \
@@ -812,6 +848,7 @@ mod tests {
                 triggers: triggers.iter().map(|t| (*t).to_owned()).collect(),
                 steps: vec![],
             },
+            imports_http: false,
             created_at: now(),
             created_by: None,
         }
@@ -1058,6 +1095,46 @@ mod tests {
             automation.check_runnable(Some(&config(&["workflow.scheduled"]))),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_component_that_calls_out_needs_an_http_grant() {
+        let mut automation = scheduled();
+        automation.config_id = Some(ConfigId::from_value(7));
+        let calling = Config {
+            imports_http: true,
+            ..config(&["workflow.scheduled"])
+        };
+        let error = automation.check_runnable(Some(&calling)).unwrap_err();
+        assert_eq!(
+            error,
+            ActivationError::HttpNotGranted(ConfigId::from_value(7))
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("add the hosts it calls to capabilities.http.allowed_hosts"),
+            "{error}"
+        );
+        // Secrets alone grant no host.
+        let patch: AutomationPatch =
+            serde_json::from_value(json!({"capabilities": {"secrets": ["TOKEN"]}})).unwrap();
+        let with_secret = automation.patched(patch, now()).unwrap();
+        assert!(with_secret.check_runnable(Some(&calling)).is_err());
+        let patch: AutomationPatch = serde_json::from_value(
+            json!({"capabilities": {"http": {"allowed_hosts": ["api.example.com"]}}}),
+        )
+        .unwrap();
+        let granted = automation.patched(patch, now()).unwrap();
+        assert_eq!(granted.check_runnable(Some(&calling)), Ok(()));
+    }
+
+    #[test]
+    fn stored_automations_from_before_capabilities_grant_nothing() {
+        let mut stored = serde_json::to_value(scheduled()).unwrap();
+        stored.as_object_mut().unwrap().remove("capabilities");
+        let automation: Automation = serde_json::from_value(stored).unwrap();
+        assert_eq!(automation.capabilities, Capabilities::default());
     }
 
     #[test]

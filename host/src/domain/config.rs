@@ -24,6 +24,13 @@ pub struct Config {
     pub size: u64,
     /// The WorkflowGraph the component declared: its trigger nodes and steps.
     pub graph: WorkflowGraph,
+    /// Whether the component imports `wasi:http` (outbound HTTP): an
+    /// automation running it must grant hosts in
+    /// `capabilities.http.allowed_hosts` to be activated. Read from the
+    /// component's imports at upload; configs from before it read back
+    /// `false` (the host refused such components then).
+    #[serde(default)]
+    pub imports_http: bool,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
     /// The key that uploaded it (`key_…`, `env` for `AUTOMATA_ADMIN_TOKEN`);

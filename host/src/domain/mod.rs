@@ -6,6 +6,7 @@
 pub mod access;
 pub mod app;
 pub mod automation;
+pub mod capabilities;
 pub mod catchup;
 pub mod config;
 pub(crate) mod cron_compat;

@@ -80,6 +80,7 @@ pub struct Workflow {
     digest: ComponentDigest,
     graph: WorkflowGraph,
     from_cache: bool,
+    imports_http: bool,
     pre: WorkflowPre<RunState>,
 }
 
@@ -92,6 +93,12 @@ impl Workflow {
     /// The graph the component declared when it was loaded.
     pub fn graph(&self) -> &WorkflowGraph {
         &self.graph
+    }
+
+    /// Whether the component imports `wasi:http` (makes outbound HTTP
+    /// requests, which its automation must grant).
+    pub fn imports_http(&self) -> bool {
+        self.imports_http
     }
 
     /// Whether the compiled code came from the compile cache rather than a
@@ -113,6 +120,7 @@ impl fmt::Debug for Workflow {
             .field("digest", &self.digest)
             .field("graph", &self.graph)
             .field("from_cache", &self.from_cache)
+            .field("imports_http", &self.imports_http)
             .finish_non_exhaustive()
     }
 }
@@ -239,6 +247,7 @@ impl Runner {
         let digest = ComponentDigest::of(bytes);
         let (component, from_cache) = self.compile(digest, bytes).await?;
         check_exports(&self.engine, &component)?;
+        let imports_http = imports_http(&self.engine, &component);
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -255,6 +264,7 @@ impl Runner {
             digest,
             graph,
             from_cache,
+            imports_http,
             pre,
         };
         self.loaded()
@@ -445,6 +455,17 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError
             .join(" and "),
     )))
 }
+
+/// Whether the component imports any `wasi:http` interface.
+fn imports_http(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with(WASI_HTTP_PREFIX))
+}
+
+/// The package prefix of the `wasi:http` interfaces' import names.
+const WASI_HTTP_PREFIX: &str = "wasi:http/";
 
 /// A wasmtime error's chain in one line, outermost first.
 fn root_cause(error: &wasmtime::Error) -> String {

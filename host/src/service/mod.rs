@@ -338,6 +338,7 @@ impl Service {
             .map_err(|e| ServiceError::Unprocessable(one_line(&e.to_string())))?;
         drop(compiling);
         let graph = workflow.graph().clone();
+        let imports_http = workflow.imports_http();
         let name = name.unwrap_or_else(|| graph.name.clone());
         config::validate_name(&name).map_err(ServiceError::InvalidRequest)?;
 
@@ -357,6 +358,7 @@ impl Service {
             digest,
             size: component.len() as u64,
             graph,
+            imports_http,
             created_at: self.now(),
             created_by: current_actor(),
         };

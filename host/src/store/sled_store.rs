@@ -758,6 +758,7 @@ mod tests {
                     description: "d".into(),
                 }],
             },
+            imports_http: false,
             created_at: at(0),
             created_by: None,
         }

@@ -16,6 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 mod auth;
+mod capabilities;
 mod edge;
 
 use crate::common::{self, InProcessServer};

@@ -502,6 +502,58 @@ fn refused_transitions_and_activations_show_the_servers_reason() {
 }
 
 #[test]
+fn grants_are_given_as_flags_and_shown_by_describe() {
+    let server = Server::start();
+    let created = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Caller",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.created",
+        "--allow-host",
+        "https://hooks.example.com",
+        "--allow-host",
+        "127.0.0.1:9000",
+        "--secret",
+        "CHAT_WEBHOOK_URL",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["capabilities"],
+        serde_json::json!({
+            "http": {"allowed_hosts": ["https://hooks.example.com", "127.0.0.1:9000"]},
+            "secrets": ["CHAT_WEBHOOK_URL"],
+        })
+    );
+    // Replacing the hosts keeps the secrets.
+    server
+        .cli(&[
+            "update",
+            "automation",
+            &id,
+            "--allow-host",
+            "api.example.com",
+        ])
+        .ok();
+    let shown = server.cli(&["describe", "automation", &id]).ok();
+    assert_eq!(shown.field("Allowed hosts"), "api.example.com");
+    assert_eq!(shown.field("Secrets"), "CHAT_WEBHOOK_URL");
+    // A bad entry is refused in the flag's terms.
+    server
+        .cli(&["update", "automation", &id, "--secret", "chat-url"])
+        .fails_with(1, "--secret: `chat-url` is not a secret name");
+    server
+        .cli(&["update", "automation", &id, "--clear", "capabilities"])
+        .ok();
+    let shown = server.cli(&["describe", "automation", &id]).ok();
+    assert_eq!(shown.field("Allowed hosts"), "none");
+    assert_eq!(shown.field("Secrets"), "none");
+}
+
+#[test]
 fn configs_are_uploaded_listed_described_and_deleted() {
     let server = Server::start();
     let path = guest_path("ingestion-failure-alert")

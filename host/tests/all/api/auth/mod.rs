@@ -545,6 +545,7 @@ async fn data_written_before_apps_were_explicit_keeps_everything_and_lists_its_a
                     triggers: vec!["thread.created".into()],
                     steps: vec![],
                 },
+                imports_http: false,
                 created_at: now,
                 created_by: None,
             };

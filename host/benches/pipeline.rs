@@ -31,6 +31,7 @@ use automata::domain::ids::AppId;
 use automata::domain::run::RunStatus;
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::execution::{Execution, ExecutionConfig};
+use automata::metrics::Metrics;
 use automata::runner::{Runner, RunnerConfig};
 use automata::service::{Service, ServiceSettings};
 use automata::store::{Durability, SledStore, StoreOptions};
@@ -107,6 +108,7 @@ impl Pipeline {
             Arc::new(store),
             runner,
             ServiceSettings::default(),
+            Arc::new(Metrics::default()),
         ));
         let execution = Arc::new(Execution::new(
             Arc::clone(service.store()),
@@ -115,6 +117,7 @@ impl Pipeline {
                 workers: WORKERS,
                 ..ExecutionConfig::default()
             },
+            Arc::new(Metrics::default()),
         ));
         execution.follow(service.subscribe());
         execution.start().await.unwrap();

@@ -8,9 +8,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admin_socket::AdminSocket;
 use crate::api;
+use crate::api::health::Readiness;
+use crate::api::scrape::ScrapeState;
 use crate::edge::{self, EdgeConfig};
 use crate::execution::{Execution, ExecutionConfig};
+use crate::metrics::{Metrics, MetricsOptions};
+use crate::retention::{Retention, RetentionConfig};
 use crate::runner::{Runner, RunnerConfig, SetupError};
 use crate::service::{AuthMode, Authenticator, Service, ServiceSettings};
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
@@ -37,6 +42,12 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// Connections, timeouts, request limits, allowed hosts, TLS.
     pub edge: EdgeConfig,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How metrics are labelled.
+    pub metrics: MetricsOptions,
+    /// How long and how many runs are kept, and how often that is enforced.
+    pub retention: RetentionConfig,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -77,11 +88,17 @@ pub enum ServerError {
 /// A server bound to its address, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     service: Arc<Service>,
     execution: Arc<Execution>,
     authenticator: Arc<Authenticator>,
     edge: EdgeConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    data_dir: PathBuf,
+    retention: RetentionConfig,
+    admin: Option<AdminSocket>,
 }
 
 impl Server {
@@ -113,7 +130,15 @@ impl Server {
             max_concurrent_runs: config.execution.workers.max(1),
             ..RunnerConfig::default()
         })?);
-        let service = Arc::new(Service::new(Arc::new(store), runner, config.service));
+        let mut metrics = Metrics::new(config.metrics);
+        metrics.register_store(store.metrics());
+        let metrics = Arc::new(metrics);
+        let service = Arc::new(Service::new(
+            Arc::new(store),
+            runner,
+            config.service,
+            Arc::clone(&metrics),
+        ));
         bootstrap(&service, config).await?;
         let authenticator = Arc::new(Authenticator::new(
             Arc::clone(service.store()),
@@ -123,21 +148,40 @@ impl Server {
             Arc::clone(service.store()),
             Arc::clone(service.runner()),
             config.execution.clone(),
+            Arc::clone(&metrics),
         ));
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let readiness = Arc::new(Readiness::new(
+            Arc::clone(service.store()),
+            Arc::clone(&execution),
+        ));
+        // Without the socket the server still serves; backups then need it
+        // stopped.
+        let admin = AdminSocket::bind(&config.data_dir)
+            .inspect_err(|error| {
+                tracing::warn!(
+                    "no admin socket in {} ({error}); `automata backup` needs the server stopped",
+                    config.data_dir.display()
+                );
+            })
+            .ok();
         Ok(Server {
+            admin,
             listener,
+            metrics_listener,
             service,
             execution,
             authenticator,
             edge: config.edge.clone(),
             tls,
+            readiness,
+            metrics,
+            data_dir: config.data_dir.clone(),
+            retention: config.retention,
         })
     }
 
@@ -146,6 +190,15 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address `/metrics` is served on, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
     }
 
     /// The service, for components that run alongside the API.
@@ -186,6 +239,14 @@ impl Server {
             Ok(Err(error)) => tracing::error!("cannot count the quarantine: {error}"),
             Err(error) => tracing::error!("cannot count the quarantine: {error}"),
         }
+        let (stop_retention, retention_stopped) = tokio::sync::watch::channel(false);
+        let retention = Retention::new(
+            Arc::clone(&store),
+            Arc::clone(self.service.runner()),
+            Arc::clone(&self.metrics),
+            self.retention,
+        )
+        .spawn(retention_stopped);
         let guard = Arc::new(edge::guard::Guard::new(&self.edge, self.local_addr()));
         let limiter = Arc::new(edge::rate::RateLimiter::new(
             self.edge.event_rate,
@@ -196,21 +257,61 @@ impl Server {
             Arc::clone(&self.execution),
             self.authenticator,
             limiter,
+            Arc::clone(&self.readiness),
+            Arc::clone(&self.metrics),
         )
         .layer(axum::middleware::from_fn_with_state(
             guard,
             edge::guard::guard,
         ));
+        let readiness = Arc::clone(&self.readiness);
         let execution = Arc::clone(&self.execution);
-        // Output streams last as long as their runs: end them first, or the
-        // graceful shutdown would wait for every followed run to finish.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
+            // Requests still answered while in-flight ones finish see 503.
+            readiness.shutting_down();
+            stopping.send_replace(true);
+            // Output streams last as long as their runs: end them first, or
+            // the graceful shutdown would wait for every followed run to finish.
             execution.close_streams();
         };
+        let scrape = self.metrics_listener.map(|listener| {
+            let routes = api::scrape::routes(ScrapeState {
+                metrics: Arc::clone(&self.metrics),
+                execution: Arc::clone(&self.execution),
+                data_dir: self.data_dir.clone(),
+            });
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            })
+        });
+        let admin = self
+            .admin
+            .map(|socket| socket.serve(Arc::clone(&store), stopped.clone()));
         edge::listener::serve(self.listener, app, &self.edge, self.tls, shutdown)
             .await
             .map_err(ServerError::Serve)?;
+        if let Some(admin) = admin
+            && let Err(error) = admin.await
+        {
+            tracing::error!("the admin socket failed: {error}");
+        }
+        if let Some(scrape) = scrape {
+            match scrape.await {
+                Ok(result) => result.map_err(ServerError::Serve)?,
+                Err(error) => tracing::error!("the metrics listener failed: {error}"),
+            }
+        }
+        stop_retention.send_replace(true);
+        if let Err(error) = retention.await {
+            tracing::error!("the retention task failed: {error}");
+        }
         self.execution.shutdown().await;
         tokio::task::spawn_blocking(move || store.flush())
             .await
@@ -291,4 +392,11 @@ fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
         writeln!(file, "{secret}")?;
         file.sync_all()
     }
+}
+
+/// Binds a listener on `addr`.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }

@@ -32,6 +32,7 @@ use crate::service::{AuthError, Authenticator, Service, acting_as};
 pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("GET", "/openapi.json", Need::Public),
     ("GET", "/healthz", Need::Public),
+    ("GET", "/readyz", Need::Public),
     // Apps and keys.
     ("GET", "/apps", Need::Admin),
     ("POST", "/apps", Need::Admin),
@@ -106,6 +107,12 @@ pub fn decision(method: &Method, template: &str) -> Option<Need> {
         .map(|(_, _, need)| *need)
 }
 
+/// The id (`key_…`, or `env`) of the key a request was authorized with, as
+/// an extension of its response, for the request log
+/// ([`super::observe::observe`]). Never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActingKey(pub String);
+
 /// What the middleware needs.
 #[derive(Clone)]
 pub struct AccessState {
@@ -133,7 +140,11 @@ pub async fn authorize(State(state): State<AccessState>, request: Request, next:
                 .extensions()
                 .get::<Principal>()
                 .and_then(Principal::key_id);
-            acting_as(actor, next.run(request)).await
+            let mut response = acting_as(actor.clone(), next.run(request)).await;
+            if let Some(key_id) = actor {
+                response.extensions_mut().insert(ActingKey(key_id));
+            }
+            response
         }
         Err(error) => error.into_response(),
     }

@@ -24,12 +24,17 @@ pub struct ErrorDetail {
     /// (415), `misdirected_request` (421: a `Host` not served here),
     /// `unprocessable` (422), `too_many_requests` (429, with `Retry-After`),
     /// `internal` (500) or `unavailable` (503: shutting down, or busy, with
-    /// `Retry-After`).
+    /// `Retry-After`; or `/readyz` finds the host not ready).
     #[schema(example = "invalid_request")]
     pub code: &'static str,
     /// A sentence for a person.
     pub message: String,
 }
+
+/// The message of an error response, kept in the response's extensions so
+/// the request log can say why a request was refused.
+#[derive(Debug, Clone)]
+pub struct ErrorMessage(pub String);
 
 /// An error response.
 #[derive(Debug)]
@@ -150,7 +155,7 @@ impl ApiError {
         }
     }
 
-    /// A 503 `unavailable` (the host is shutting down).
+    /// A 503 `unavailable` (the host is shutting down, or not ready).
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -211,6 +216,7 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let message = ErrorMessage(self.message.clone());
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
@@ -219,6 +225,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().extend(self.headers);
+        response.extensions_mut().insert(message);
         response
     }
 }

@@ -14,10 +14,12 @@ pub mod error;
 pub mod execution;
 pub mod extract;
 pub mod health;
+pub mod observe;
 pub mod output;
 pub mod query;
 pub mod runs;
 pub mod schedule;
+pub mod scrape;
 pub mod strict;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use utoipa::OpenApi;
 
 use crate::edge::rate::RateLimiter;
 use crate::execution::Execution;
+use crate::metrics::Metrics;
 use crate::service::{Authenticator, Service};
 use error::ApiError;
 
@@ -80,6 +83,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         admin::quarantined_bytes,
         admin::discard,
         health::healthz,
+        health::readyz,
         output::output,
     ),
     tags(
@@ -95,16 +99,20 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
 pub struct ApiDoc;
 
 /// The whole API: the control plane's routes, the execution plane's and the
-/// admin routes, each behind its access decision ([`access::authorize`]),
-/// JSON 404s and 405s for the rest, query parameters a route does not take
-/// refused ([`query::refuse_unknown_query`]), JSON 414s and 431s
-/// ([`edge::protocol_limits`]), and every request's unread body drained
-/// before its answer ([`drain::drain_unread_body`]).
+/// admin routes and the probes, each behind its access decision
+/// ([`access::authorize`]; the probes' is public), JSON 404s and 405s
+/// for the rest, query parameters a route does not take refused
+/// ([`query::refuse_unknown_query`]), JSON 414s and 431s
+/// ([`edge::protocol_limits`]), every request's unread body drained before
+/// its answer ([`drain::drain_unread_body`]), and every request logged and
+/// counted ([`observe::observe`]).
 pub fn app(
     service: Arc<Service>,
     execution: Arc<Execution>,
     authenticator: Arc<Authenticator>,
     intake_limiter: Arc<RateLimiter>,
+    readiness: Arc<health::Readiness>,
+    metrics: Arc<Metrics>,
 ) -> Router {
     let query_parameters = Arc::new(query::QueryParameters::from_openapi(&ApiDoc::openapi()));
     let access = access::AccessState {
@@ -116,6 +124,7 @@ pub fn app(
         .merge(apps::routes(Arc::clone(&service), Arc::clone(&execution)))
         .merge(execution::routes(Arc::clone(&service), execution))
         .merge(admin::routes(service))
+        .merge(health::routes(readiness))
         // After every merge: a route layer covers the routes present.
         .route_layer(axum::middleware::from_fn_with_state(
             access,
@@ -131,6 +140,10 @@ pub fn app(
         // Inside the drain, so a body sent with a refused request is read.
         .layer(axum::middleware::from_fn(edge::protocol_limits))
         .layer(axum::middleware::from_fn(drain::drain_unread_body))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            observe::observe,
+        ))
 }
 
 /// The control plane's routes over `service`.
@@ -138,7 +151,6 @@ pub fn router(service: Arc<Service>) -> Router {
     let max_config_bytes = service.settings().max_config_bytes;
     Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/healthz", get(health::healthz))
         .route(
             "/apps/{app_id}/automations",
             get(automations::list).post(automations::create),
@@ -188,10 +200,10 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(format!("{method} is not allowed on {}", uri.path()))
 }

@@ -11,22 +11,28 @@ use serde_json::json;
 use crate::doctor;
 use crate::store::{SledStore, StoreError, StoreOptions};
 
-/// Check a stopped server's store: read every record back, list the quarantine
+/// Check a stopped server's store: read every record back, verify the indexes, list the quarantine
 ///
 /// Reads every record of the data directory; one that cannot be read is
-/// moved to the quarantine, as the server does when it meets one. Refuses
+/// moved to the quarantine, as the server does when it meets one. Then
+/// recomputes the index entries from the records and reports any mismatch
+/// (--repair rebuilds them). Refuses
 /// while a server holds the directory (ask it instead:
 /// GET /admin/quarantine). Exit status: 0 all is well, 1 problems found or
 /// the store cannot be opened.
 ///
 /// Example:
 ///   automata doctor --data-dir /var/lib/automata
+///   automata doctor --data-dir /var/lib/automata --repair
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct Doctor {
     /// Directory of the embedded store, as given to `automata serve`.
     #[arg(long, env = "AUTOMATA_DATA_DIR", default_value = "automata-data")]
     data_dir: PathBuf,
+    /// Rebuild index entries that do not match the records.
+    #[arg(long)]
+    repair: bool,
     /// How to print the report.
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -57,7 +63,10 @@ impl Doctor {
             ),
             Err(error) => bail!("cannot open the store in {}: {error}", dir.display()),
         };
-        let reports = doctor::examine(&store)?;
+        let options = doctor::DoctorOptions {
+            repair: self.repair,
+        };
+        let reports = doctor::examine(&store, options)?;
         let healthy = reports.iter().all(|(_, report)| report.problems.is_empty());
         match self.output {
             Format::Text => {

@@ -1,6 +1,7 @@
 //! The `automata` command line: one file per command.
 
 mod args;
+mod backup;
 mod cancel;
 mod catalogue;
 mod client;
@@ -12,6 +13,7 @@ mod doctor;
 mod follow;
 mod lifecycle;
 mod list;
+mod logging;
 mod output;
 mod preview;
 mod run;
@@ -96,6 +98,8 @@ enum Command {
     Cancel(cancel::Cancel),
     Completions(completions::Completions),
     Doctor(doctor::Doctor),
+    Backup(backup::Backup),
+    Restore(backup::Restore),
 }
 
 /// The flags every client command takes, which may also come before the
@@ -168,6 +172,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Cancel(cmd) => block_on(cmd.run()),
         Command::Completions(cmd) => cmd.run(),
         Command::Doctor(cmd) => cmd.run(),
+        Command::Backup(cmd) => cmd.run(),
+        Command::Restore(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

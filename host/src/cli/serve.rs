@@ -8,8 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use super::logging::LogArgs;
+use crate::domain::retention::{DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS, RetentionPolicy};
 use crate::edge::{EdgeConfig, TlsFiles};
 use crate::execution::ExecutionConfig;
+use crate::metrics::MetricsOptions;
+use crate::retention::RetentionConfig;
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 use crate::service::{AuthMode, DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
 use crate::store::{Durability, StoreOptions};
@@ -19,12 +23,16 @@ use crate::store::{Durability, StoreOptions};
 /// Every request needs an API key (`Authorization: Bearer <key>`). The first
 /// start writes an admin key to <data-dir>/admin-token (unless
 /// AUTOMATA_ADMIN_TOKEN gives one). Stops cleanly on Ctrl-C or SIGTERM
-/// (in-flight requests finish, the store is flushed).
+/// (in-flight requests finish, the store is flushed). Probes, no key needed:
+/// GET /healthz (alive) and GET /readyz (ready for work). Logs go to stderr:
+/// one line per request, run ending, lifecycle change, refused upload and
+/// scheduler catch-up; AUTOMATA_LOG or --log filters them (default `info`).
 ///
 /// Examples:
 ///   automata serve --data-dir /var/lib/automata --listen 127.0.0.1:7070
 ///   automata serve --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem \
 ///     --public-url https://automata.example.com:7443
+///   automata serve --metrics-listen 127.0.0.1:9464 --log-format json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct Serve {
@@ -92,6 +100,29 @@ pub struct Serve {
     /// Events a key may send at once above --event-rate.
     #[arg(long, default_value_t = EdgeConfig::default().event_burst)]
     event_burst: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of its
+    /// own (off unless given; keep it on loopback or a private interface).
+    #[arg(long, env = "AUTOMATA_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// How many apps get their own `app` label in metrics; later apps are
+    /// counted under `_other`.
+    #[arg(long, default_value_t = MetricsOptions::default().max_app_labels)]
+    metrics_max_apps: usize,
+    /// Days to keep ended runs (0: whatever their age; at most 36500); an automation's
+    /// `retention.days` overrides it. Old runs are removed in the background.
+    #[arg(
+        long,
+        env = "AUTOMATA_RETENTION_DAYS",
+        default_value_t = DEFAULT_RETENTION_DAYS,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETENTION_DAYS))
+    )]
+    retention_days: u32,
+    /// Most runs to keep per automation, the oldest ended ones going first
+    /// (0: no limit); an automation's `retention.max_runs` overrides it.
+    #[arg(long, env = "AUTOMATA_RETENTION_MAX_RUNS", default_value_t = 0)]
+    retention_max_runs: u64,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
@@ -144,14 +175,7 @@ impl Serve {
     }
 
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("AUTOMATA_LOG")
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+        self.log.init()?;
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         runtime.block_on(self.serve())?;
         Ok(ExitCode::SUCCESS)
@@ -190,6 +214,14 @@ impl Serve {
             },
             auth,
             edge,
+            metrics_listen: self.metrics_listen,
+            metrics: MetricsOptions {
+                max_app_labels: self.metrics_max_apps,
+            },
+            retention: RetentionConfig {
+                policy: RetentionPolicy::from_days(self.retention_days, self.retention_max_runs),
+                ..RetentionConfig::default()
+            },
         };
         raise_open_files_limit();
         // Before "listening" is printed: see `shutdown_signal`.
@@ -206,6 +238,9 @@ impl Serve {
             server.local_addr(),
             config.data_dir.display()
         );
+        if let Some(addr) = server.metrics_addr() {
+            println!("metrics at http://{addr}/metrics");
+        }
         server.serve(shutdown).await?;
         tracing::info!("stopped");
         Ok(())

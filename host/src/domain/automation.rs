@@ -13,6 +13,7 @@ use super::events;
 use super::ids::{AppId, AutomationId, ConfigId};
 use super::json::MAX_METADATA_BYTES;
 use super::limits::LimitOverrides;
+use super::retention::RetentionOverride;
 use super::schedule::Schedule;
 use super::text;
 use super::workflow::SCHEDULED_TRIGGER;
@@ -292,6 +293,10 @@ pub struct Automation {
     /// read back granting nothing.
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// How long and how many of its ended runs are kept; unset parts use
+    /// the host's `--retention-days` and `--retention-max-runs`.
+    #[serde(default, skip_serializing_if = "RetentionOverride::is_empty")]
+    pub retention: RetentionOverride,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed (fields or status).
@@ -349,6 +354,9 @@ pub struct NewAutomation {
     /// Outbound HTTP hosts and secrets the workflow may use (default: none).
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// `{days, max_runs}`: how long and how many ended runs to keep.
+    #[serde(default)]
+    pub retention: Option<RetentionOverride>,
 }
 
 /// The body of `PATCH /apps/:app_id/automations/:id`: absent fields stay as
@@ -400,6 +408,8 @@ pub struct AutomationPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Capabilities>)]
     pub capabilities: Option<Option<Capabilities>>,
+    #[serde(default)]
+    pub retention: Option<RetentionOverride>,
     /// Refused with a pointer to the lifecycle endpoints.
     #[serde(default)]
     #[schema(ignore)]
@@ -451,6 +461,7 @@ impl Automation {
             retry: new.retry.unwrap_or_default(),
             limits: new.limits.unwrap_or_default(),
             capabilities: new.capabilities.unwrap_or_default().normalized()?,
+            retention: new.retention.unwrap_or_default(),
             created_at: now,
             updated_at: now,
             created_by: None,
@@ -491,6 +502,7 @@ impl Automation {
             retry,
             limits,
             capabilities,
+            retention,
             status: _,
         } = patch;
         set(&mut next.name, name);
@@ -515,6 +527,7 @@ impl Automation {
         if let Some(capabilities) = capabilities {
             next.capabilities = capabilities.unwrap_or_default().normalized()?;
         }
+        set(&mut next.retention, retention);
         next.validate()?;
         next.updated_at = now;
         Ok(next)
@@ -586,7 +599,8 @@ impl Automation {
                 "must be at least 1 (omit it for unlimited)",
             ));
         }
-        self.retry.validate()
+        self.retry.validate()?;
+        self.retention.validate()
     }
 
     fn parse_schedule_of(&self, expression: &str) -> Result<Schedule, ValidationError> {

@@ -23,6 +23,8 @@ pub const REASON_QUEUE_FULL: &str = "queue full";
 pub const REASON_HOST_SHUT_DOWN: &str = "host shut down";
 /// Reason of a pending or executing run whose automation was deleted.
 pub const REASON_AUTOMATION_DELETED: &str = "automation deleted";
+/// Reason of a pending run whose automation was paused.
+pub const REASON_AUTOMATION_PAUSED: &str = "automation paused";
 
 /// How long an event's idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: TimeDelta = TimeDelta::hours(24);

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod outcome;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod text;

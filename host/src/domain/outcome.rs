@@ -148,6 +148,23 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The kind's name in the API (`guest_error`, `timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::GuestError => "guest_error",
+            FailureKind::Panic => "panic",
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::FuelExhausted => "fuel_exhausted",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::StackOverflow => "stack_overflow",
+            FailureKind::InvalidPayload => "invalid_payload",
+            FailureKind::Instantiate => "instantiate",
+            FailureKind::ConfigUnavailable => "config_unavailable",
+            FailureKind::HostRestarted => "host_restarted",
+        }
+    }
+
     /// Whether running again could end differently. Timeouts, traps, panics,
     /// instantiation failures and a host dying mid-run may be transient;
     /// exhausting a fixed budget (fuel, memory, stack), returning a bad

@@ -31,6 +31,7 @@ use crate::domain::dispatch::{self, REASON_CANCELLED_BY_OPERATOR};
 use crate::domain::event::{EventError, EventReceipt, IncomingEvent, RunNowRequest};
 use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
+use crate::metrics::{EventResult, Metrics, RunOrigin, Snapshot};
 use crate::runner::Runner;
 use crate::service::{AutomationChange, current_actor};
 use crate::store::{EventRecord, Store, StoreError};
@@ -118,6 +119,9 @@ pub struct Recovery {
 pub struct Execution {
     shared: Arc<Shared>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once [`start`](Execution::start) has started the dispatcher and
+    /// the scheduler.
+    started: AtomicBool,
 }
 
 /// State shared by intake, scheduler, dispatcher and workers.
@@ -136,6 +140,8 @@ struct Shared {
     live: live::LiveRuns,
     /// Turns true when the server stops: output followers end their streams.
     streams_closed: watch::Sender<bool>,
+    /// Counts runs, events and ticks.
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -143,6 +149,28 @@ impl Shared {
         let now = Utc::now().timestamp_millis().max(0).unsigned_abs();
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         RunId::from_value(ids.next(now, rand::random()))
+    }
+
+    /// A run reached an end state: counted, and one log line says how it
+    /// ended.
+    fn run_ended(&self, run: &Run) {
+        self.metrics.run_ended(run);
+        let millis = |micros: Option<u64>| micros.map(|us| us / 1000);
+        tracing::info!(
+            run = %run.id,
+            app = %run.app_id,
+            automation = %run.automation_id,
+            trigger = %run.trigger,
+            attempt = run.attempt,
+            status = %run.status,
+            failure_kind = run.failure_kind.map(|kind| kind.as_str()),
+            reason = run.reason.as_deref(),
+            duration_ms = millis(run.accounting.wall_time_us),
+            queue_wait_ms = millis(run.accounting.pending_us),
+            fuel = run.accounting.fuel_consumed,
+            "run {}",
+            run.status
+        );
     }
 
     fn check_accepting(&self) -> Result<(), ExecutionError> {
@@ -204,12 +232,18 @@ impl Shared {
             && let Some(receipt) = self.store.event_receipt(&app, key)?
             && receipt.received_at >= replay_since
         {
-            return replay(receipt, key, &request_sha256);
+            return self.replayed(&app, replay(receipt, key, &request_sha256));
         }
         let automations = self
             .store
             .running_trigger_automations(&app, &event.trigger)?;
-        let _room = self.queue.reserve(&app, automations.len())?;
+        let _room = match self.queue.reserve(&app, automations.len()) {
+            Ok(room) => room,
+            Err(full) => {
+                self.metrics.event(&app, EventResult::Refused);
+                return Err(full.into());
+            }
+        };
         let input = event.input();
         let runs: Vec<Run> = automations
             .iter()
@@ -235,14 +269,15 @@ impl Shared {
                 EventRecord::Replayed(earlier) => {
                     let key = receipt.idempotency_key.as_deref().unwrap_or_default();
                     let request_sha256 = receipt.request_sha256.as_deref().unwrap_or_default();
-                    return replay(earlier, key, request_sha256);
+                    return self.replayed(&receipt.app_id, replay(earlier, key, request_sha256));
                 }
                 EventRecord::Stored(receipt) => {
-                    self.queue.enqueue(
-                        runs.iter()
-                            .filter(|run| receipt.run_ids.contains(&run.id))
-                            .map(Shared::waiting),
-                    );
+                    self.metrics.event(&receipt.app_id, EventResult::Accepted);
+                    let stored = runs.iter().filter(|run| receipt.run_ids.contains(&run.id));
+                    for run in stored.clone() {
+                        self.metrics.run_created(run, RunOrigin::Event);
+                    }
+                    self.queue.enqueue(stored.map(Shared::waiting));
                     EventAnswer {
                         receipt,
                         replayed: false,
@@ -250,6 +285,21 @@ impl Shared {
                 }
             },
         )
+    }
+
+    /// Counts an event answered from an earlier receipt: replayed, or
+    /// refused (422) for reusing the key on another request.
+    fn replayed(
+        &self,
+        app: &AppId,
+        answer: Result<EventAnswer, ExecutionError>,
+    ) -> Result<EventAnswer, ExecutionError> {
+        let result = match answer {
+            Ok(_) => EventResult::Replayed,
+            Err(_) => EventResult::KeyReused,
+        };
+        self.metrics.event(app, result);
+        answer
     }
 
     fn set_limit_of(&self, automation: &Automation) {
@@ -300,8 +350,14 @@ where
 }
 
 impl Execution {
-    /// An execution plane over `store`, executing through `runner`.
-    pub fn new(store: Arc<dyn Store>, runner: Arc<Runner>, config: ExecutionConfig) -> Self {
+    /// An execution plane over `store`, executing through `runner`,
+    /// counting into `metrics`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runner: Arc<Runner>,
+        config: ExecutionConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (stop, _) = watch::channel(false);
         Execution {
             shared: Arc::new(Shared {
@@ -320,8 +376,10 @@ impl Execution {
                 endings: Mutex::default(),
                 live: live::LiveRuns::default(),
                 streams_closed: watch::Sender::new(false),
+                metrics,
             }),
             tasks: Mutex::default(),
+            started: AtomicBool::new(false),
         }
     }
 
@@ -333,7 +391,33 @@ impl Execution {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(tokio::spawn(dispatch_loop(self.shared.clone())));
         tasks.push(tokio::spawn(scheduler::run(self.shared.clone())));
+        self.started.store(true, Ordering::Release);
         Ok(recovery)
+    }
+
+    /// The queue's state for `/metrics`: waiting runs, busy and all workers
+    /// (the data directory size is the server's to add).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            queue_depth: self.shared.queue.waiting() as u64,
+            workers_busy: self.shared.queue.executing() as u64,
+            workers: self.shared.config.workers as u64,
+            data_dir_bytes: 0,
+        }
+    }
+
+    /// Whether the plane takes and executes work: started, not shutting
+    /// down, and none of its tasks (dispatcher, scheduler, change follower)
+    /// has ended.
+    pub fn is_running(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+            && self.shared.accepting.load(Ordering::Acquire)
+            && self
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .all(|task| !task.is_finished())
     }
 
     /// Tells the scheduler and the queue that an automation was created,
@@ -428,7 +512,7 @@ impl Execution {
         let mut run = Run::pending(self.shared.mint_run_id(), automation, input, now);
         run.requested_by = current_actor();
         self.shared.set_limit_of(automation);
-        self.enqueue_new(run).await
+        self.enqueue_new(run, RunOrigin::RunNow).await
     }
 
     /// A new run of `run_id`'s automation on the same input, linked to it;
@@ -465,16 +549,17 @@ impl Execution {
             )));
         }
         self.shared.set_limit_of(&automation);
-        self.enqueue_new(run).await
+        self.enqueue_new(run, RunOrigin::Rerun).await
     }
 
-    async fn enqueue_new(&self, run: Run) -> Result<Run, ExecutionError> {
+    async fn enqueue_new(&self, run: Run, origin: RunOrigin) -> Result<Run, ExecutionError> {
         let reservation = self.shared.queue.reserve(&run.app_id, 1)?;
         let stored = run.clone();
         blocking(&self.shared, move |s| {
             s.store.insert_runs(std::slice::from_ref(&stored))
         })
         .await?;
+        self.shared.metrics.run_created(&run, origin);
         self.shared.queue.enqueue([Shared::waiting(&run)]);
         drop(reservation);
         Ok(run)
@@ -529,7 +614,10 @@ impl Execution {
                 })
                 .await;
                 match cancelled {
-                    Ok(run) => Ok(run),
+                    Ok(run) => {
+                        self.shared.run_ended(&run);
+                        Ok(run)
+                    }
                     // It started or ended meanwhile: cancel what executes.
                     Err(StoreError::Transition(_)) => {
                         self.shared

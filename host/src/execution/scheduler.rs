@@ -24,12 +24,11 @@ use crate::domain::dispatch::{self, REASON_MISSED, REASON_QUEUE_FULL, TickAdmiss
 use crate::domain::event::scheduled_input;
 use crate::domain::ids::{AppId, AutomationId};
 use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
+use crate::metrics::RunOrigin;
 use crate::store::StoreError;
 
 type Key = (AppId, AutomationId);
 
-/// How often expired idempotency receipts are removed.
-const RECEIPT_PURGE_INTERVAL: TimeDelta = TimeDelta::hours(1);
 /// When a visit fails (the store erred), try that automation again after this.
 const RETRY_AFTER_ERROR: TimeDelta = TimeDelta::seconds(5);
 
@@ -96,7 +95,6 @@ impl Timeline {
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut stop = shared.stop.subscribe();
     let mut timeline = Timeline::default();
-    let mut purge_at = Utc::now();
     match blocking(&shared, |s| s.store.all_automations()).await {
         Ok(automations) => {
             for automation in automations {
@@ -138,22 +136,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 timeline.set(key, next);
             }
         }
-        if Utc::now() >= purge_at {
-            purge_at = Utc::now() + RECEIPT_PURGE_INTERVAL;
-            let before = Utc::now() - dispatch::IDEMPOTENCY_WINDOW;
-            if let Err(error) =
-                blocking(&shared, move |s| s.store.purge_event_receipts(before)).await
-            {
-                tracing::error!("removing expired idempotency receipts failed: {error}");
-            }
-        }
-        let wake_at = timeline
+        let sleep = timeline
             .earliest()
-            .map_or(purge_at, |due| due.min(purge_at));
-        let sleep = (wake_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO));
         tokio::select! {
             () = shared.scheduler.wake.notified() => {}
-            () = tokio::time::sleep(sleep) => {}
+            () = super::sleep_for(sleep) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
@@ -254,12 +242,55 @@ fn visit(
     if !shared.store.insert_tick_runs(app, id, &runs, &cursor)? {
         return Ok(None);
     }
+    observe_ticks(
+        shared,
+        &runs,
+        plan.missed.map_or(0, |missed| missed.count),
+        now,
+    );
     shared.queue.enqueue(
         runs.iter()
             .filter(|run| run.status == RunStatus::Pending)
             .map(Shared::waiting),
     );
     Ok(schedule.next_after(plan.cursor))
+}
+
+/// Counts a visit's stored tick runs and logs a catch-up decision (missed
+/// ticks, or more than one tick run at once).
+fn observe_ticks(shared: &Shared, runs: &[Run], missed: u64, now: DateTime<Utc>) {
+    for run in runs {
+        shared.metrics.run_created(run, RunOrigin::Schedule);
+        match (run.status, run.reason.as_deref()) {
+            (RunStatus::Cancelled, Some(REASON_MISSED)) => {
+                shared.metrics.ticks_missed(missed);
+                shared.run_ended(run);
+            }
+            (RunStatus::Cancelled, reason) => {
+                shared.metrics.tick_skipped(reason.unwrap_or_default());
+                shared.run_ended(run);
+            }
+            _ => {
+                let due = run.scheduled_at.unwrap_or(now);
+                shared
+                    .metrics
+                    .tick_fired((now - due).to_std().unwrap_or(Duration::ZERO));
+            }
+        }
+    }
+    let started = runs.iter().filter(|run| run.status == RunStatus::Pending);
+    if missed > 0 || started.clone().count() > 1 {
+        let first = runs.first().expect("a decision has runs");
+        tracing::info!(
+            app = %first.app_id,
+            automation = %first.automation_id,
+            missed,
+            running = started.count(),
+            first_due = ?runs.iter().filter_map(|run| run.scheduled_at).min(),
+            last_due = ?runs.iter().filter_map(|run| run.scheduled_at).max(),
+            "scheduler caught up"
+        );
+    }
 }
 
 fn cancel(run: &mut Run, reason: &str, at: DateTime<Utc>) -> Result<(), RunTransitionError> {

@@ -14,6 +14,7 @@ use crate::domain::ids::RunId;
 use crate::domain::outcome::{FailureKind, Outcome, RunReport};
 use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
 use crate::domain::workflow::RunContext;
+use crate::metrics::RunOrigin;
 use crate::runner::{CancelToken, RunOptions, Workflow};
 use crate::store::StoreError;
 
@@ -98,6 +99,10 @@ async fn execute_run(
     .await;
     let run = match started {
         Ok(run) if run.status == RunStatus::Running => run,
+        Ok(run) if run.status == RunStatus::Cancelled => {
+            shared.run_ended(&run);
+            return Ok(());
+        }
         // Cancelled before it started, or no longer pending: nothing to run.
         Ok(_) | Err(StoreError::Transition(_)) => return Ok(()),
         Err(error) => return Err(error),
@@ -161,7 +166,10 @@ async fn workflow_for(
         )));
     };
     match shared.runner.load(&bytes).await {
-        Ok(workflow) => Ok(Ok(workflow)),
+        Ok(workflow) => {
+            shared.metrics.compile_cache(workflow.from_cache());
+            Ok(Ok(workflow))
+        }
         Err(error) => Ok(Err(format!("config {config_id} cannot be loaded: {error}"))),
     }
 }
@@ -278,7 +286,7 @@ async fn record(
         .class()
         .and_then(|class| next_attempt(shared, run, automation, class, now));
     let (finish, stored_retry) = (run.id.clone(), retry.clone());
-    blocking(shared, move |s| {
+    let ended = blocking(shared, move |s| {
         let retry_id = stored_retry.as_ref().map(|r| &r.id);
         s.store.finish_run(
             &finish,
@@ -287,7 +295,9 @@ async fn record(
         )
     })
     .await?;
+    shared.run_ended(&ended);
     if let Some(retry) = retry {
+        shared.metrics.run_created(&retry, RunOrigin::Retry);
         shared.queue.enqueue([Shared::waiting(&retry)]);
     }
     Ok(())
@@ -345,14 +355,16 @@ pub(super) fn recover(shared: &Shared) -> Result<Recovery, StoreError> {
                 FailureKind::HostRestarted,
             );
             let retry_id = retry.as_ref().map(|r| &r.id);
-            shared.store.finish_run(
+            let ended = shared.store.finish_run(
                 &run.id,
                 &mut |stored| ending.apply_linked(stored, now, retry_id),
                 retry.as_ref(),
             )?;
+            shared.run_ended(&ended);
             recovery.interrupted += 1;
             if let Some(retry) = retry {
                 recovery.retried += 1;
+                shared.metrics.run_created(&retry, RunOrigin::Retry);
                 shared.queue.enqueue([Shared::waiting(&retry)]);
             }
         }

@@ -44,6 +44,34 @@ impl CompileCache {
         self.dir.join(format!("{}.cwasm", digest.hex()))
     }
 
+    /// Removes the entries of components not in `keep`; returns how many.
+    /// Files that are not entries are left alone.
+    pub(super) fn retain(&self, keep: &[ComponentDigest]) -> usize {
+        let keep: std::collections::HashSet<String> =
+            keep.iter().map(ComponentDigest::hex).collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".cwasm")) else {
+                continue;
+            };
+            if keep.contains(hex) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(
+                    "cannot remove compile cache entry {}: {e}",
+                    entry.path().display()
+                ),
+            }
+        }
+        removed
+    }
+
     /// The cached compilation of `digest`, if there is a sound one.
     pub(super) fn get(&self, engine: &Engine, digest: &ComponentDigest) -> Option<Component> {
         let path = self.entry_path(digest);
@@ -140,6 +168,20 @@ mod tests {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).consume_fuel(fuel);
         Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn retain_removes_entries_of_components_no_longer_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path()).unwrap();
+        let (kept, gone) = (ComponentDigest::of(b"kept"), ComponentDigest::of(b"gone"));
+        std::fs::write(cache.entry_path(&kept), b"x").unwrap();
+        std::fs::write(cache.entry_path(&gone), b"x").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        assert_eq!(cache.retain(std::slice::from_ref(&kept)), 1);
+        assert!(cache.entry_path(&kept).exists());
+        assert!(!cache.entry_path(&gone).exists());
+        assert!(dir.path().join("notes.txt").exists());
     }
 
     #[test]

@@ -207,6 +207,13 @@ impl Runner {
         &self.engine
     }
 
+    /// Removes compiled components from the on-disk cache unless their
+    /// digest is in `keep` (the components still stored); returns how many.
+    /// Blocking file IO: call it from a blocking thread.
+    pub fn retain_compiled(&self, keep: &[ComponentDigest]) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.retain(keep))
+    }
+
     /// Checks an automation's limit overrides before they are stored.
     pub fn validate_overrides(&self, overrides: &LimitOverrides) -> Result<(), LimitsError> {
         overrides.validate(&self.config.ceilings)

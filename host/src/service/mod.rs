@@ -24,10 +24,12 @@ use crate::domain::automation::{
 };
 use crate::domain::config::{self, Config};
 use crate::domain::digest::ComponentDigest;
+use crate::domain::dispatch::{REASON_AUTOMATION_DELETED, REASON_AUTOMATION_PAUSED};
 use crate::domain::events::{self, EventType};
 use crate::domain::ids::{AppId, AutomationId, ConfigId, IdSequence, RunId};
 use crate::domain::run::{Run, RunFilter, RunStatus};
 use crate::domain::schedule::{DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, SchedulePreview};
+use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::store::{Cancellation, Store, StoreError};
 pub use access::{
@@ -188,15 +190,23 @@ pub struct Service {
     changes: broadcast::Sender<AutomationChange>,
     /// One permit per upload compiling.
     compiles: tokio::sync::Semaphore,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
-    /// A service over `store`, validating uploads with `runner`.
-    pub fn new(store: Arc<dyn Store>, runner: Arc<Runner>, settings: ServiceSettings) -> Self {
+    /// A service over `store`, validating uploads with `runner`, counting
+    /// into `metrics`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runner: Arc<Runner>,
+        settings: ServiceSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Service {
             store,
             runner,
             settings,
+            metrics,
             ids: Mutex::new(IdSequence::default()),
             control: tokio::sync::Mutex::new(()),
             changes: broadcast::channel(1024).0,
@@ -337,6 +347,7 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Unprocessable(one_line(&e.to_string())))?;
         drop(compiling);
+        self.metrics.compile_cache(workflow.from_cache());
         let graph = workflow.graph().clone();
         let imports_http = workflow.imports_http();
         let name = name.unwrap_or_else(|| graph.name.clone());
@@ -365,6 +376,7 @@ impl Service {
         let stored = config.clone();
         self.blocking(move |store| store.insert_config(&stored, &component))
             .await?;
+        tracing::info!(app = %app, config = %config.id, name = %config.name, digest = %config.digest, size = config.size, "config uploaded");
         Ok(Upload {
             config,
             created: true,
@@ -472,7 +484,7 @@ impl Service {
                 users.join(", ")
             )));
         }
-        let (app_id, config_id) = (app.clone(), config.id);
+        let (app_id, config_id) = (app.clone(), config.id.clone());
         let deleted = self
             .blocking(move |store| store.delete_config(&app_id, &config_id))
             .await?;
@@ -482,6 +494,7 @@ impl Service {
             if let Ok(digest) = config.digest.parse::<ComponentDigest>() {
                 self.runner.forget(&digest);
             }
+            tracing::info!(app = %app, config = %config.id, "config deleted");
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!(
@@ -509,6 +522,7 @@ impl Service {
         let stored = automation.clone();
         self.blocking(move |store| store.insert_automation(&stored))
             .await?;
+        lifecycle_logged(&automation, "created", 0);
         self.notify(AutomationChange::Saved(Arc::new(automation.clone())));
         Ok(automation)
     }
@@ -563,7 +577,9 @@ impl Service {
                 updated.check_schedule_ahead(self.now())?;
             }
         }
-        self.save(updated, None).await
+        let (saved, _) = self.save(updated, None).await?;
+        lifecycle_logged(&saved, "updated", 0);
+        Ok(saved)
     }
 
     /// Deletes an automation and cancels its pending runs (its executing
@@ -577,12 +593,15 @@ impl Service {
         let _guard = self.control.lock().await;
         let automation = self.automation(app, id_or_key).await?;
         let cancel = Cancellation {
-            reason: crate::domain::dispatch::REASON_AUTOMATION_DELETED.into(),
+            reason: REASON_AUTOMATION_DELETED.into(),
             at: self.now(),
         };
         let (app_id, id) = (automation.app_id.clone(), automation.id.clone());
-        self.blocking(move |store| store.delete_automation(&app_id, &id, &cancel))
+        let (_, cancelled) = self
+            .blocking(move |store| store.delete_automation(&app_id, &id, &cancel))
             .await?;
+        self.cancelled(&automation, REASON_AUTOMATION_DELETED, cancelled.len());
+        lifecycle_logged(&automation, "deleted", cancelled.len());
         self.notify(AutomationChange::Deleted {
             app_id: automation.app_id,
             id: automation.id,
@@ -613,10 +632,25 @@ impl Service {
         automation.updated_at = self.now();
         automation.updated_by = current_actor();
         let cancel = (action == LifecycleAction::Pause).then(|| Cancellation {
-            reason: "automation paused".into(),
+            reason: REASON_AUTOMATION_PAUSED.into(),
             at: automation.updated_at,
         });
-        self.save(automation, cancel).await
+        let (automation, cancelled) = self.save(automation, cancel).await?;
+        self.cancelled(&automation, REASON_AUTOMATION_PAUSED, cancelled);
+        let change = match action {
+            LifecycleAction::Activate => "activated",
+            LifecycleAction::Pause => "paused",
+            LifecycleAction::Reset => "reset",
+        };
+        lifecycle_logged(&automation, change, cancelled);
+        Ok(automation)
+    }
+
+    /// Counts `count` pending runs of `automation` cancelled for `reason`.
+    fn cancelled(&self, automation: &Automation, reason: &str, count: usize) {
+        let scheduled = automation.kind == AutomationType::Scheduled;
+        self.metrics
+            .runs_cancelled(&automation.app_id, scheduled, reason, count as u64);
     }
 
     /// Limit overrides within the host's ceilings.
@@ -642,16 +676,19 @@ impl Service {
         }
     }
 
+    /// Stores `automation` (cancelling its pending runs with `cancel`) and
+    /// broadcasts the change; returns it and how many runs were cancelled.
     async fn save(
         &self,
         automation: Automation,
         cancel: Option<Cancellation>,
-    ) -> Result<Automation, ServiceError> {
+    ) -> Result<(Automation, usize), ServiceError> {
         let stored = automation.clone();
-        self.blocking(move |store| store.update_automation(&stored, cancel.as_ref()))
+        let cancelled = self
+            .blocking(move |store| store.update_automation(&stored, cancel.as_ref()))
             .await?;
         self.notify(AutomationChange::Saved(Arc::new(automation.clone())));
-        Ok(automation)
+        Ok((automation, cancelled.len()))
     }
 
     // ---- runs ----
@@ -751,6 +788,20 @@ fn no_automation(app: &AppId, key: &str) -> ServiceError {
 }
 
 /// Multi-line engine diagnostics as one line, for a JSON error message.
+/// One log line per lifecycle change: what happened to which automation,
+/// its status now and how many pending runs it cancelled.
+fn lifecycle_logged(automation: &Automation, change: &str, cancelled_runs: usize) {
+    tracing::info!(
+        app = %automation.app_id,
+        automation = %automation.id,
+        name = %automation.name,
+        kind = automation.kind.as_str(),
+        status = automation.status.as_str(),
+        cancelled_runs,
+        "automation {change}"
+    );
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -6,8 +6,10 @@
 //! async callers run them on a blocking thread (the service does).
 
 mod access;
+mod backup;
 mod execution;
 mod quarantine;
+mod retention;
 mod sled_store;
 
 use std::time::Duration;
@@ -19,9 +21,11 @@ use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunFilter, RunStatus, RunTransitionError};
 pub use access::AccessStore;
+pub use backup::{BackupKind, BackupRecord, BackupStore, IndexReport};
 pub use execution::{EventRecord, ExecutionStore};
 pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
-pub use sled_store::{PROGRESS_FLUSH_DELAY, SledStore};
+pub use retention::RetentionStore;
+pub use sled_store::{FORMAT_VERSION, PROGRESS_FLUSH_DELAY, SledStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,16 @@ impl Default for StoreOptions {
 
 /// Everything the host persists: apps and keys, configs (metadata, and
 /// component bytes stored once per digest), automations and runs.
-pub trait Store: ExecutionStore + QuarantineStore + AccessStore + Send + Sync + 'static {
+pub trait Store:
+    ExecutionStore
+    + QuarantineStore
+    + AccessStore
+    + RetentionStore
+    + BackupStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Stores a config and, unless a config with the same digest already holds
     /// them, its component bytes.
     fn insert_config(&self, config: &Config, component: &[u8]) -> Result<(), StoreError>;
@@ -197,4 +210,9 @@ pub trait Store: ExecutionStore + QuarantineStore + AccessStore + Send + Sync + 
 
     /// Writes everything buffered to disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Readiness probe: writes a small record outside the data (not waiting
+    /// for the disk) and reads it back. Fails when that fails, or when the
+    /// last flush to disk failed and none has succeeded since.
+    fn probe_write(&self) -> Result<(), StoreError>;
 }

@@ -30,15 +30,18 @@
 
 mod access;
 mod app_runs;
+mod backup;
 mod execution;
 mod group_commit;
 mod quarantine;
+mod retention;
 #[cfg(test)]
 mod test_fixture;
 
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,12 +55,16 @@ use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::config::Config;
 use crate::domain::ids::{AppId, AutomationId, ConfigId, RunId};
 use crate::domain::run::{Run, RunFilter, RunStatus, RunTransitionError};
+use crate::metrics::StoreMetrics;
 pub use group_commit::PROGRESS_FLUSH_DELAY;
 use group_commit::{Commit, GroupCommit};
 use quarantine::{Record, TxAbort, Unreadable};
 
 /// The on-disk layout version this build reads and writes.
-const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "1";
+
+/// Where readiness probes write (default tree, beside `format`).
+const PROBE_KEY: &str = "probe";
 
 /// A [`Store`] in a sled database directory.
 pub struct SledStore {
@@ -74,6 +81,10 @@ pub struct SledStore {
     /// Apps and API keys (`access.rs`), outside the five-tree transactions.
     apps: Tree,
     keys: Tree,
+    /// Readiness probes so far: each writes a new value.
+    probes: AtomicU64,
+    /// Write latency and flush batches, for `/metrics`.
+    metrics: StoreMetrics,
 }
 
 type TxError = ConflictableTransactionError<TxAbort>;
@@ -304,6 +315,7 @@ impl SledStore {
             }
         }
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let metrics = StoreMetrics::default();
         let store = SledStore {
             automations: tree("automations")?,
             configs: tree("configs")?,
@@ -313,15 +325,22 @@ impl SledStore {
             quarantine: tree("quarantine")?,
             apps: tree("apps")?,
             keys: tree("keys")?,
+            probes: AtomicU64::new(0),
             group_commit: match options.durability {
-                Durability::Immediate => Some(GroupCommit::start(db.clone())?),
+                Durability::Immediate => Some(GroupCommit::start(db.clone(), metrics.clone())?),
                 Durability::Interval(_) => None,
             },
+            metrics,
             db,
         };
         store.index_app_runs()?;
         store.flush()?;
         Ok(store)
+    }
+
+    /// What the store measures about its writes.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Runs `f` as one transaction over all trees; with `--flush always`,
@@ -338,6 +357,7 @@ impl SledStore {
         commit: Commit,
         f: impl Fn(&Tx<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
         let trees = (
             &self.automations,
             &self.configs,
@@ -358,6 +378,9 @@ impl SledStore {
             match result {
                 Ok(value) => {
                     self.written(commit)?;
+                    self.metrics
+                        .write_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     return Ok(value);
                 }
                 // Each round moves one more unreadable record aside.
@@ -722,6 +745,22 @@ impl Store for SledStore {
             None => self.db.flush().map(drop).map_err(backend),
         }
     }
+
+    fn probe_write(&self) -> Result<(), StoreError> {
+        let value = self.probes.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        self.db.insert(PROBE_KEY, &value).map_err(backend)?;
+        if self.db.get(PROBE_KEY).map_err(backend)?.as_deref() != Some(&value[..]) {
+            return Err(StoreError::Backend(
+                "a probe write did not read back".into(),
+            ));
+        }
+        match self.group_commit.as_ref().and_then(GroupCommit::failure) {
+            Some(error) => Err(StoreError::Backend(format!(
+                "the last flush to disk failed: {error}"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -984,6 +1023,16 @@ mod tests {
             fx.store.delete_automation(&app(), &automation.id, &cancel),
             Err(StoreError::AutomationNotFound(_))
         ));
+    }
+
+    #[test]
+    fn probe_writes_read_back_and_touch_no_data() {
+        let fx = Fixture::new();
+        fx.store.probe_write().unwrap();
+        fx.store.probe_write().unwrap();
+        assert_eq!(fx.store.probes.load(Ordering::Relaxed), 2);
+        assert!(fx.store.all_automations().unwrap().is_empty());
+        assert_eq!(fx.store.runs.len(), 0);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `automata serve` as a process: prints its address, answers HTTP, stops
 //! cleanly on SIGTERM and finds its data again on the next start.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 use automata_e2e::{ADMIN_TOKEN, spawn_serve};
 use serde_json::{Value, json};
@@ -70,4 +71,187 @@ async fn serve_stops_on_sigterm_and_restarts_on_the_same_data() {
         .unwrap();
     assert_eq!(shown, created);
     assert!(server.terminate().success());
+}
+
+/// `automata serve` with `args`, stderr (its logs) into `log`; the server
+/// and its base URL.
+fn start_logging(data_dir: &Path, log: &Path, args: &[&str]) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("AUTOMATA_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("automata serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().expect("a first line").unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .to_owned();
+    // Keep reading, so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Serve { child, base }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_requests_refusals_lifecycle_and_run_endings_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let server = start_logging(
+        &dir.path().join("data"),
+        &log,
+        &["--log-format", "json", "--log", "debug"],
+    );
+    let client = admin_client();
+    let api = format!("{}/apps/default", server.base);
+    // Events come with a key of their own: its id is logged, never the key.
+    let key: Value = client
+        .post(format!("{api}/keys"))
+        .json(&json!({"name": "producer", "role": "events"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (key_id, key_secret) = (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key_secret"].as_str().unwrap().to_owned(),
+    );
+    let refused = client
+        .post(format!("{api}/configs"))
+        .header("content-type", "application/wasm")
+        .body(&b"not a component"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let config: Value = client
+        .post(format!("{api}/configs"))
+        .header("content-type", "application/wasm")
+        .body(automata_e2e::guest("welcome-new-members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let automation: Value = client
+        .post(format!("{api}/automations"))
+        .json(&json!({"name": "Welcome", "type": "trigger", "trigger": "thread.member_joined", "config_id": config["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let automation = automation["id"].as_str().unwrap().to_owned();
+    let activated = client
+        .post(format!("{api}/automations/{automation}/activate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activated.status(), 200);
+    let receipt: Value = reqwest::Client::new()
+        .post(format!("{api}/events"))
+        .bearer_auth(&key_secret)
+        .json(&json!({"trigger": "thread.member_joined", "payload": {"member": {"name": "Ada"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = receipt["run_ids"][0].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let shown: Value = client
+            .get(format!("{api}/automations/runs/{run}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["status"] == "completed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(server.terminate().success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let find = |what: &str, wanted: &dyn Fn(&Value) -> bool| {
+        lines
+            .iter()
+            .find(|line| line["fields"]["message"] == what && wanted(&line["fields"]))
+            .unwrap_or_else(|| panic!("no `{what}` line as wanted in:\n{text}"))
+            .clone()
+    };
+    let request = find("request", &|f| {
+        f["route"] == "/apps/{app_id}/configs" && f["status"] == 422
+    });
+    assert_eq!(request["fields"]["method"], "POST");
+    assert_eq!(request["fields"]["app"], "default");
+    assert!(request["fields"]["duration_ms"].is_number());
+    assert!(request["fields"]["error"].is_string(), "{request}");
+    assert_eq!(request["fields"]["key"], "env", "AUTOMATA_ADMIN_TOKEN's id");
+    find("request", &|f| {
+        f["route"] == "/apps/{app_id}/events" && f["status"] == 202 && f["key"] == key_id.as_str()
+    });
+    assert!(
+        !text.contains(&key_secret) && !text.contains(ADMIN_TOKEN),
+        "a key in the log:\n{text}"
+    );
+    find("config upload refused", &|f| {
+        f["app"] == "default" && f["status"] == 422
+    });
+    find("automation activated", &|f| {
+        f["automation"] == automation.as_str()
+    });
+    let ended = find("run completed", &|f| f["run"] == run.as_str());
+    assert_eq!(ended["fields"]["trigger"], "thread.member_joined");
+    assert!(ended["fields"]["duration_ms"].is_number(), "{ended}");
+    assert!(ended["fields"]["fuel"].is_number(), "{ended}");
+    assert_eq!(ended["level"], "INFO");
+    // Debug logging does not drown the story in storage-engine noise.
+    assert!(
+        lines.iter().all(|line| !line["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sled")),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_help_documents_logging_metrics_and_retention() {
+    let output = Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for words in [
+        "--log <FILTER>",
+        "AUTOMATA_LOG",
+        "--log-format",
+        "--metrics-listen",
+        "--retention-days",
+        "--retention-max-runs",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(help.contains(words), "`{words}` missing from:\n{help}");
+    }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use sled::Db;
 
+use crate::metrics::StoreMetrics;
 use crate::store::StoreError;
 
 /// The longest a write nobody waits for stays only in memory.
@@ -75,14 +76,15 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher of `db`.
-    pub fn start(db: Db) -> Result<Self, StoreError> {
+    /// Starts the flusher of `db`, which records each flush's duration and
+    /// batch size in `metrics`.
+    pub fn start(db: Db, metrics: StoreMetrics) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared::default());
         let flusher = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("automata-flush".into())
-                .spawn(move || flush_loop(&shared, &db))
+                .spawn(move || flush_loop(&shared, &db, &metrics))
                 .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
         };
         Ok(GroupCommit {
@@ -114,6 +116,16 @@ impl GroupCommit {
         // A write number of its own, so a flush starts after this call even
         // if writes outside this accounting (sled's own) are pending.
         self.written(Commit::Durable)
+    }
+
+    /// Why the last flush failed, when no flush has succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        let state = self.shared.lock();
+        state
+            .failed
+            .as_ref()
+            .filter(|(through, _)| *through > state.flushed)
+            .map(|(_, error)| error.clone())
     }
 
     fn wait_for(&self, mut state: MutexGuard<'_, State>, ticket: u64) -> Result<(), StoreError> {
@@ -154,7 +166,7 @@ impl Drop for GroupCommit {
     }
 }
 
-fn flush_loop(shared: &Shared, db: &Db) {
+fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics) {
     let mut state = shared.lock();
     loop {
         let now = Instant::now();
@@ -179,12 +191,20 @@ fn flush_loop(shared: &Shared, db: &Db) {
         }
         // Every write numbered up to here was applied before this flush starts.
         let target = state.applied;
+        let batch = target.saturating_sub(state.flushed);
         state.due = None;
         drop(state);
+        let started = Instant::now();
         let result = db.flush();
+        metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
         state = shared.lock();
         match result {
-            Ok(_) => state.flushed = state.flushed.max(target),
+            Ok(_) => {
+                metrics.flush_batch_writes.observe(batch as f64);
+                state.flushed = state.flushed.max(target);
+            }
             Err(error) => {
                 tracing::error!("flushing the store failed: {error}");
                 state.failed = Some((target, error.to_string()));
@@ -207,7 +227,7 @@ mod tests {
     #[test]
     fn durable_writes_return_once_a_flush_covers_them() {
         let (_dir, db) = db();
-        let group = Arc::new(GroupCommit::start(db.clone()).unwrap());
+        let group = Arc::new(GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap());
         let writers: Vec<_> = (0..8u8)
             .map(|n| {
                 let (group, db) = (Arc::clone(&group), db.clone());
@@ -228,7 +248,7 @@ mod tests {
     #[test]
     fn progress_writes_are_flushed_within_the_delay() {
         let (_dir, db) = db();
-        let group = GroupCommit::start(db.clone()).unwrap();
+        let group = GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap();
         db.insert("k", "v").unwrap();
         group.written(Commit::Progress).unwrap();
         // Nobody waits: the flusher gets to it on its own.
@@ -244,7 +264,7 @@ mod tests {
     #[test]
     fn dropping_flushes_what_is_left_and_releases_the_database() {
         let (dir, db) = db();
-        let group = GroupCommit::start(db.clone()).unwrap();
+        let group = GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap();
         db.insert("k", "v").unwrap();
         group.written(Commit::Progress).unwrap();
         let shared = Arc::clone(&group.shared);

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use automata::domain::automation::Automation;
-use automata::domain::ids::AppId;
+use automata::domain::ids::{AppId, RunId};
+use automata::domain::retention::RetentionPolicy;
 use automata::domain::run::{Run, RunResult, RunStatus};
 use automata::domain::workflow::TriggerInput;
+use automata::retention::RetentionConfig;
 use automata::service::{DEFAULT_MAX_CONFIG_BYTES, Service, ServiceSettings};
 use automata::store::{RecordKind, SledStore, StoreOptions};
 use automata_e2e::{ADMIN_TOKEN, guest};
@@ -1519,6 +1521,8 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/admin/quarantine", &["get"]),
         ("/admin/quarantine/{id}", &["get", "delete"]),
         ("/admin/quarantine/{id}/bytes", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
     ] {
         for method in methods {
             assert!(
@@ -1887,5 +1891,224 @@ async fn deleting_a_config_drops_its_compiled_code_from_memory() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(runner.loaded_usage(), (0, 0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_and_readyz_names_what_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(
+        server.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        server.get("/readyz").await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    assert_error(
+        &server.action("/readyz").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &["POST", "/readyz"],
+    );
+
+    // The execution plane stops (as it does at shutdown): the host is alive
+    // but takes no work, and readiness says which part is missing.
+    server.server.execution.shutdown().await;
+    assert_error(
+        &server.get("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        &["not ready", "execution plane is not running"],
+    );
+    assert_eq!(
+        server.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    server.stop().await;
+}
+
+/// Stores `count` runs of `automation` created `age` ago (ids and
+/// `created_at` both), cancelled.
+async fn insert_old_runs(
+    service: &Service,
+    app: &AppId,
+    automation: &str,
+    count: usize,
+    age: chrono::TimeDelta,
+) -> Vec<Run> {
+    let automation: Automation = service.automation(app, automation).await.unwrap();
+    let created = service.now() - age;
+    let millis = created.timestamp_millis() as u128;
+    let runs: Vec<Run> = (0..count)
+        .map(|i| {
+            let id = RunId::from_value((millis << 80) | i as u128);
+            let input = TriggerInput {
+                trigger: "thread.member_joined".into(),
+                payload: json!({}),
+            };
+            let mut run = Run::pending(id, &automation, input, created);
+            run.transition(RunStatus::Cancelled, created, Some("test".into()))
+                .unwrap();
+            run
+        })
+        .collect();
+    let store = Arc::clone(service.store());
+    let stored = runs.clone();
+    tokio::task::spawn_blocking(move || store.insert_runs(&stored))
+        .await
+        .unwrap()
+        .unwrap();
+    runs
+}
+
+/// The ids an automation's run list shows, newest first (one page of 100).
+async fn listed(server: &TestServer, automation: &str, status: Option<&str>) -> Vec<String> {
+    let filter = status.map(|s| format!("&status={s}")).unwrap_or_default();
+    let (code, page) = server
+        .get(&format!(
+            "/apps/default/automations/{automation}/runs?limit=100{filter}"
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    page["data"].as_array().unwrap().iter().map(id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_and_surplus_runs_from_every_list_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_config(automata::server::ServerConfig {
+        retention: RetentionConfig {
+            policy: RetentionPolicy {
+                max_age: Some(chrono::TimeDelta::hours(1)),
+                max_runs: None,
+            },
+            interval: std::time::Duration::from_millis(100),
+            batch: 4,
+        },
+        ..common::config(dir.path())
+    })
+    .await;
+    let app: AppId = "default".parse().unwrap();
+    let joined = |extra: Value| {
+        let mut body = json!({"name": "W", "type": "trigger", "trigger": "thread.member_joined"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        body
+    };
+    assert_error(
+        &server
+            .post(
+                "/apps/default/automations",
+                joined(json!({"retention": {"max_runs": 0}})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &["retention.max_runs"],
+    );
+    let capped = id(&server
+        .create(joined(json!({"retention": {"max_runs": 3}})))
+        .await);
+    let uncapped = id(&server.create(joined(json!({}))).await);
+    let forever = server
+        .create(joined(json!({"retention": {"days": 0}})))
+        .await;
+    assert_eq!(forever["retention"], json!({"days": 0}));
+    let forever = id(&forever);
+
+    let runs = insert_runs(&server.service, &app, &capped, 20).await;
+    insert_runs(&server.service, &app, &uncapped, 20).await;
+    let old = insert_old_runs(
+        &server.service,
+        &app,
+        &forever,
+        6,
+        chrono::TimeDelta::hours(2),
+    )
+    .await;
+    // Kept: the 3 newest, and older runs that have not ended.
+    let ended = |i: usize| i.is_multiple_of(3) || i.is_multiple_of(5);
+    let kept: Vec<String> = (0..20)
+        .rev()
+        .filter(|&i| i >= 17 || !ended(i))
+        .map(|i| runs[i].id.to_string())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while listed(&server, &capped, None).await != kept {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never pruned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let removed: Vec<&Run> = (0..17).filter(|&i| ended(i)).map(|i| &runs[i]).collect();
+    assert_eq!(removed.len(), 8);
+    for run in &removed {
+        let (code, _) = server
+            .get(&format!("/apps/default/automations/runs/{}", run.id))
+            .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    for status in ["completed", "failed"] {
+        let listed = listed(&server, &capped, Some(status)).await;
+        assert!(listed.iter().all(|id| kept.contains(id)), "{listed:?}");
+    }
+    let store = Arc::clone(server.service.store());
+    let removed_ids: Vec<RunId> = removed.iter().map(|run| run.id.clone()).collect();
+    let indexes = tokio::task::spawn_blocking(move || {
+        let mut everywhere = Vec::new();
+        for status in RunStatus::ALL {
+            everywhere.extend(store.runs_with_status(status, None, 1000).unwrap());
+        }
+        everywhere
+    })
+    .await
+    .unwrap();
+    assert!(
+        indexes.iter().all(|run| !removed_ids.contains(&run.id)),
+        "a removed run is still in a status index"
+    );
+    assert_eq!(listed(&server, &uncapped, None).await.len(), 20);
+    // Kept whatever their age while the automation says so; once it is
+    // deleted, the host's age limit applies.
+    assert_eq!(listed(&server, &forever, None).await.len(), 6);
+    let (code, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/apps/default/automations/{forever}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let old_ids: Vec<RunId> = old.iter().map(|run| run.id.clone()).collect();
+    loop {
+        let store = Arc::clone(server.service.store());
+        let ids = old_ids.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .filter(|id| store.run(id).unwrap().is_some())
+                .count()
+        })
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "orphans never pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let metrics = reqwest::get(&server.server.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nautomata_retention_runs_pruned_total 14\n"),
+        "{metrics}"
+    );
     server.stop().await;
 }

@@ -1213,8 +1213,14 @@ fn doctor_checks_a_stopped_servers_store_and_refuses_a_running_one() {
     assert!(again.stdout.contains("default/cfg_torn"), "{again:#?}");
     let json = cli_without_server(&["doctor", "--data-dir", &data, "-o", "json"], &[]).json();
     assert_eq!(json["healthy"], false);
-    assert_eq!(json["checks"][1]["name"], "quarantine");
-    let problems = json["checks"][1]["problems"].as_array().unwrap();
+    let names: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| check["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["records", "indexes", "quarantine"]);
+    let problems = json["checks"][2]["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{json:#}");
     assert!(problems[0].as_str().unwrap().contains("default/cfg_torn"));
 
@@ -1380,6 +1386,7 @@ fn the_readme_runs_as_written_on_an_empty_server() {
         url: &server.url,
         token: Some(ADMIN_TOKEN),
         binary: BIN,
+        data_dir: server._data.path(),
     };
     reader.run("").assert_clean();
 }
@@ -1391,6 +1398,7 @@ fn the_readme_runs_as_written_next_to_the_demos_examples() {
         url: &server.url,
         token: Some(ADMIN_TOKEN),
         binary: BIN,
+        data_dir: server._data.path(),
     };
     let transcript = reader.run(r#"scripts/demo-setup "$AUTOMATA_URL/apps/default""#);
     transcript.assert_clean();
@@ -1814,4 +1822,77 @@ fn completions_into_a_closed_pipe_do_not_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn doctor_verifies_the_indexes_against_the_records_and_repairs_them() {
+    let mut server = Server::start();
+    let config = upload(&server, "welcome-new-members");
+    let automation = server.json(&[
+        "create",
+        "automation",
+        "-n",
+        "Welcome",
+        "-t",
+        "trigger",
+        "--trigger",
+        "thread.member_joined",
+        "--config-id",
+        &config,
+        "--lookup-key",
+        "welcome",
+    ]);
+    let automation = automation["id"].as_str().unwrap().to_owned();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let data = server._data.path().to_str().unwrap().to_owned();
+    let doctor = |extra: &[&str]| {
+        let mut args = vec!["doctor", "--data-dir", data.as_str()];
+        args.extend(extra.iter().copied());
+        cli_without_server(&args, &[])
+    };
+    let clean = doctor(&[]).ok();
+    assert!(
+        clean.stdout.contains("indexes     agree with the"),
+        "{clean:#?}"
+    );
+
+    // A lookup key pointing at the wrong automation, and one nothing owns.
+    let store = SledStore::open(server._data.path(), &StoreOptions::default()).unwrap();
+    let ghost = "aut_00000000000000000000000000";
+    for key in ["lk/default/welcome", "lk/default/ghost"] {
+        store
+            .write_raw_record(RecordKind::IndexEntry, key.as_bytes(), ghost.as_bytes())
+            .unwrap();
+    }
+    drop(store);
+    let found = doctor(&[]);
+    assert_eq!(found.code, 1, "{found:#?}");
+    assert!(
+        found.stdout.contains("1 missing or wrong, 1 stray entries"),
+        "{found:#?}"
+    );
+    assert!(
+        found.stdout.contains("stray: lk/default/ghost"),
+        "{found:#?}"
+    );
+    assert!(found.stdout.contains("doctor --repair"), "{found:#?}");
+
+    let repaired = doctor(&["--repair"]).ok();
+    assert!(repaired.stdout.contains("repaired"), "{repaired:#?}");
+    assert!(
+        doctor(&[]).ok().stdout.contains("indexes     agree"),
+        "clean after the repair"
+    );
+    let store = SledStore::open(server._data.path(), &StoreOptions::default()).unwrap();
+    let app = "default".parse().unwrap();
+    use automata::store::Store as _;
+    assert_eq!(
+        store
+            .automation_by_lookup_key(&app, "welcome")
+            .unwrap()
+            .map(|a| a.id.to_string()),
+        Some(automation)
+    );
+    assert_eq!(store.automation_by_lookup_key(&app, "ghost").unwrap(), None);
 }

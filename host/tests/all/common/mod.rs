@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use automata::execution::ExecutionConfig;
+use automata::execution::{Execution, ExecutionConfig};
 use automata::server::{Server, ServerConfig};
 use automata::service::{AuthMode, Service, ServiceSettings};
 use automata::store::StoreOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The test servers' configuration: loopback port 0, [`automata_e2e::ADMIN_TOKEN`]
+/// The test servers' configuration: loopback port 0 (and metrics on another), [`automata_e2e::ADMIN_TOKEN`]
 /// as admin key, defaults for the rest.
 pub fn config(data_dir: &Path) -> ServerConfig {
     ServerConfig {
@@ -23,6 +23,9 @@ pub fn config(data_dir: &Path) -> ServerConfig {
         execution: ExecutionConfig::default(),
         auth: AuthMode::required(Some(automata_e2e::ADMIN_TOKEN)).unwrap(),
         edge: Default::default(),
+        metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        metrics: Default::default(),
+        retention: Default::default(),
     }
 }
 
@@ -30,8 +33,12 @@ pub fn config(data_dir: &Path) -> ServerConfig {
 pub struct InProcessServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// `http://127.0.0.1:PORT/metrics` (the metrics listener).
+    pub metrics_url: String,
     /// The server's service, for what the API cannot do (inserting runs).
     pub service: Arc<Service>,
+    /// The server's execution plane, for tests that stop it early.
+    pub execution: Arc<Execution>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -59,7 +66,12 @@ impl InProcessServer {
             "http"
         };
         let base = format!("{scheme}://{}", server.local_addr());
+        let metrics_url = format!(
+            "http://{}/metrics",
+            server.metrics_addr().expect("a metrics listener")
+        );
         let service = Arc::clone(server.service());
+        let execution = Arc::clone(server.execution());
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -71,7 +83,9 @@ impl InProcessServer {
         });
         InProcessServer {
             base,
+            metrics_url,
             service,
+            execution,
             stop,
             task,
         }
@@ -80,6 +94,7 @@ impl InProcessServer {
     /// Stops the server and waits until it has released the data directory.
     pub async fn stop(self) {
         drop(self.service);
+        drop(self.execution);
         self.stop.send(()).unwrap();
         self.task.await.unwrap();
     }

@@ -5,9 +5,15 @@
 
 use std::path::Path;
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use automata::api::scrape::dir_bytes;
+use automata::domain::ids::{AppId, AutomationId};
+use automata::domain::retention::RetentionPolicy;
+use automata::domain::run::RunStatus;
 use automata::execution::ExecutionConfig;
+use automata::retention::RetentionConfig;
 use automata::service::ServiceSettings;
 use automata_e2e::guest;
 use chrono::{DateTime, Utc};
@@ -1165,6 +1171,413 @@ async fn the_openapi_document_describes_the_execution_endpoints() {
     for schema in ["IncomingEvent", "EventReceipt", "RunNowRequest"] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
+    server.stop().await;
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed)
+/// in a `/metrics` text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample `{series}` in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        ExecutionConfig {
+            workers: 1,
+            queue_capacity: 1,
+            ..ExecutionConfig::default()
+        },
+    )
+    .await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let quick = api
+        .trigger(
+            "thread.created",
+            &sleeper,
+            json!({"limits": {"timeout_ms": 300}}),
+        )
+        .await;
+    let event = |payload: Value| json!({"trigger": "thread.created", "payload": payload});
+    // Completed, failed by the workflow's error, failed by the timeout.
+    for payload in [
+        json!({}),
+        json!({"error": "boom"}),
+        json!({"sleep_ms": 5000}),
+    ] {
+        let run = api.first_run(event(payload)).await;
+        api.wait_ended("default", &run).await;
+    }
+    // The same idempotency key twice: one run, one replay.
+    let keyed = json!({"trigger": "thread.created", "payload": {}, "idempotency_key": "k1"});
+    let run = api.first_run(keyed.clone()).await;
+    api.first_run(keyed).await;
+    api.wait_ended("default", &run).await;
+
+    // A draft's run-now occupies the only worker; one event waits, the
+    // next finds the queue full (429); the long run is cancelled.
+    let patient = api
+        .automation(
+            "default",
+            json!({"type": "trigger", "trigger": "thread.created", "config_id": sleeper,
+                   "limits": {"timeout_ms": 60_000}}),
+            false,
+        )
+        .await;
+    let (code, long) = api
+        .post(
+            &format!("/apps/default/automations/{patient}/run"),
+            json!({"payload": {"sleep_ms": 30_000}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{long}");
+    api.wait_running(&id(&long)).await;
+    let waiting = api.first_run(event(json!({}))).await;
+    let (code, refused) = api.post("/apps/default/events", event(json!({}))).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    let (code, cancelled) = api
+        .post(
+            &format!("/apps/default/automations/runs/{}/cancel", id(&long)),
+            json!(null),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{cancelled}");
+    api.wait_ended("default", &waiting).await;
+    assert_eq!(api.runs("default", &quick).await.len(), 5);
+
+    let response = reqwest::get(&server.server.metrics_url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let ended = |status: &str, failure: &str, reason: &str| {
+        sample(
+            &text,
+            &format!(
+                "automata_runs_ended_total{{app=\"default\",trigger_kind=\"event\",status=\"{status}\",failure_kind=\"{failure}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(ended("completed", "", ""), 3.0);
+    assert_eq!(ended("failed", "guest_error", ""), 1.0);
+    assert_eq!(ended("failed", "timeout", ""), 1.0);
+    assert_eq!(ended("cancelled", "", "cancelled by operator"), 1.0);
+    let created = |origin: &str| {
+        sample(
+            &text,
+            &format!(
+                "automata_runs_created_total{{app=\"default\",trigger_kind=\"event\",origin=\"{origin}\"}}"
+            ),
+        )
+    };
+    assert_eq!(created("event"), 5.0);
+    assert_eq!(created("run_now"), 1.0);
+    for (series, value) in [
+        ("automata_events_received_total{app=\"default\"}", 7.0),
+        ("automata_events_replayed_total{app=\"default\"}", 1.0),
+        ("automata_events_refused_total{app=\"default\"}", 1.0),
+        ("automata_run_duration_seconds_count", 6.0),
+        ("automata_run_queue_wait_seconds_count", 6.0),
+        ("automata_run_fuel_consumed_count", 6.0),
+        (
+            "automata_http_requests_total{method=\"POST\",route=\"/apps/{app_id}/events\",status=\"202\"}",
+            6.0,
+        ),
+        (
+            "automata_http_requests_total{method=\"POST\",route=\"/apps/{app_id}/events\",status=\"429\"}",
+            1.0,
+        ),
+        (
+            "automata_http_requests_total{method=\"POST\",route=\"/apps/{app_id}/automations/runs/{run_id}/cancel\",status=\"200\"}",
+            1.0,
+        ),
+        ("automata_compile_cache_lookups_total{result=\"miss\"}", 1.0),
+        ("automata_queue_depth", 0.0),
+        ("automata_workers_busy", 0.0),
+        ("automata_workers", 1.0),
+    ] {
+        assert_eq!(sample(&text, series), value, "{series}");
+    }
+    assert!(sample(&text, "automata_data_dir_bytes") > 0.0);
+    assert!(sample(&text, "automata_store_write_seconds_count") > 0.0);
+    assert!(sample(&text, "automata_store_flush_batch_writes_count") > 0.0);
+    // Compiled once at upload; runs found the workflow in memory.
+    assert!(!text.contains("result=\"hit\""), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // The API's own port does not serve metrics.
+    let (code, _) = api.call(Method::GET, "/metrics", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_use_levels_off_under_a_steady_stream_with_a_short_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = InProcessServer::start_config(automata::server::ServerConfig {
+        execution: workers(2),
+        retention: RetentionConfig {
+            policy: RetentionPolicy {
+                max_age: Some(chrono::TimeDelta::seconds(1)),
+                max_runs: None,
+            },
+            interval: Duration::from_millis(200),
+            batch: 64,
+        },
+        ..common::config(dir.path())
+    })
+    .await;
+    let server = TestServer {
+        api: Api::new(inner.base.clone()),
+        server: inner,
+    };
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api.trigger("thread.created", &sleeper, json!({})).await;
+    let app: AppId = "default".parse().unwrap();
+    let automation_id: AutomationId = automation.parse().unwrap();
+    let filler = "x".repeat(4096);
+
+    // 16 rounds of 25 runs, half a second each: about 400 runs and 3 MB of
+    // inputs and results, of which retention keeps about one second.
+    let mut sizes = Vec::new();
+    let mut stored = Vec::new();
+    let mut first_run = None;
+    for round in 0..16 {
+        let started = Instant::now();
+        for n in 0..25 {
+            let receipt = api
+                .send_event(
+                    "default",
+                    json!({"trigger": "thread.created", "payload": {"round": round, "n": n, "filler": filler}}),
+                )
+                .await;
+            first_run.get_or_insert_with(|| receipt["run_ids"][0].as_str().unwrap().to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(500).saturating_sub(started.elapsed())).await;
+        let store = Arc::clone(server.server.service.store());
+        let (app, id) = (app.clone(), automation_id.clone());
+        stored.push(
+            tokio::task::spawn_blocking(move || store.count_runs(&app, &id).unwrap())
+                .await
+                .unwrap(),
+        );
+        sizes.push(dir_bytes(dir.path()));
+    }
+    eprintln!("runs stored per round: {stored:?}");
+    eprintln!("data directory bytes per round: {sizes:?}");
+    assert!(
+        stored.iter().all(|&count| count <= 150),
+        "retention let runs pile up: {stored:?}"
+    );
+    let early = *sizes[4..8].iter().max().unwrap();
+    let late = *sizes[12..].iter().max().unwrap();
+    assert!(
+        late <= early + early / 2,
+        "disk use kept growing: {sizes:?}"
+    );
+
+    // Once the stream stops, every ended run goes, from every list.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = api.runs("default", &automation).await;
+        if runs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} runs never pruned",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = Arc::clone(server.server.service.store());
+    let left = tokio::task::spawn_blocking(move || {
+        RunStatus::ALL
+            .iter()
+            .map(|status| store.runs_with_status(*status, None, 10).unwrap().len())
+            .sum::<usize>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    // Runs across automations, by every filter, and the run itself.
+    for query in [
+        "",
+        "?status=completed",
+        "?trigger=thread.created",
+        &format!("?automation_id={automation}"),
+        "?latest_attempt=true",
+    ] {
+        let page = api
+            .get(&format!("/apps/default/automations/runs{query}"))
+            .await;
+        assert_eq!(page["data"], json!([]), "{query}: {page}");
+    }
+    let first_run = first_run.unwrap();
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/apps/default/automations/runs/{first_run}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let store = Arc::clone(server.server.service.store());
+    let report = tokio::task::spawn_blocking(move || store.check_indexes(false).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        report.is_clean(),
+        "no index entry outlives its run: {report:?}"
+    );
+    server.stop().await;
+}
+
+/// Runs the `automata` binary with `args`; its exit code, stdout and stderr.
+fn automata(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(args)
+        .output()
+        .expect("automata runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores_every_acknowledged_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data, workers(2)).await;
+    let api = server.api.clone();
+    let welcome = api.upload("default", "welcome-new-members").await;
+    let automation = api
+        .trigger("thread.member_joined", &welcome, json!({}))
+        .await;
+
+    // Events keep arriving while the backup is taken.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (api, acknowledged, stop) = (api.clone(), acknowledged.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2000 {
+                let receipt = api
+                    .send_event(
+                        "default",
+                        json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": format!("load-{n}")}),
+                    )
+                    .await;
+                let run = receipt["run_ids"][0].as_str().unwrap().to_owned();
+                acknowledged.lock().unwrap().push(run);
+                n += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<String> = acknowledged.lock().unwrap().clone();
+    assert!(!before.is_empty());
+    let file = dir.path().join("automata.backup");
+    let args: Vec<std::ffi::OsString> = vec![
+        "backup".into(),
+        "--data-dir".into(),
+        data.clone().into(),
+        "--out".into(),
+        file.clone().into(),
+    ];
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        automata(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Backed up"), "{stdout}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    server.stop().await;
+
+    let restored = dir.path().join("restored");
+    let restore = |target: &Path, from: &Path| {
+        automata(&[
+            "restore".as_ref(),
+            "--data-dir".as_ref(),
+            target.as_os_str(),
+            "--from".as_ref(),
+            from.as_os_str(),
+        ])
+    };
+    let (code, stdout, stderr) = restore(&restored, &file);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 automations"), "{stdout}");
+    // Only into an empty directory, and only from a whole backup.
+    let (code, _, stderr) = restore(&restored, &file);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    let bytes = std::fs::read(&file).unwrap();
+    let truncated = dir.path().join("truncated.backup");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, stderr) = restore(&dir.path().join("other"), &truncated);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not a usable backup"), "{stderr}");
+
+    let server = TestServer::start(&restored, workers(2)).await;
+    let api = &server.api;
+    for run in &before {
+        let (code, found) = api
+            .call(
+                Method::GET,
+                &format!("/apps/default/automations/runs/{run}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            code,
+            StatusCode::OK,
+            "acknowledged run {run} is missing: {found}"
+        );
+    }
+    let listed: Vec<String> = {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => {
+                    format!("/apps/default/automations/{automation}/runs?limit=100&cursor={c}")
+                }
+                None => format!("/apps/default/automations/{automation}/runs?limit=100"),
+            };
+            let page = api.get(&path).await;
+            ids.extend(page["data"].as_array().unwrap().iter().map(id));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break ids,
+            }
+        }
+    };
+    assert!(before.iter().all(|run| listed.contains(run)));
+    // The receipts came along: a repeated key is still answered from them.
+    let (code, replayed) = api
+        .post(
+            "/apps/default/events",
+            json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": "load-0"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    assert_eq!(replayed["run_ids"][0], before[0].as_str());
     server.stop().await;
 }
 

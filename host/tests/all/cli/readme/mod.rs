@@ -7,7 +7,8 @@
 //! `<!-- readme-test: skip (why) -->`. Blocks run under `set -e`; a command
 //! that fails, or an HTTP error body (`{"error":…`) in the output, fails the
 //! test. The key ([`Reader::token`]) is in `AUTOMATA_TOKEN`, where the README
-//! takes it from (for curl and the CLI alike).
+//! takes it from (for curl and the CLI alike), and the server's data
+//! directory in `AUTOMATA_DATA_DIR` (for `automata backup`).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub struct Reader<'a> {
     pub token: Option<&'a str>,
     /// The `automata` binary under test.
     pub binary: &'a str,
+    /// The server's data directory (`AUTOMATA_DATA_DIR`, for `backup`).
+    pub data_dir: &'a Path,
 }
 
 /// What running the README printed.
@@ -114,6 +117,7 @@ impl Reader<'_> {
             .arg("-c")
             .arg(&script)
             .env("AUTOMATA_URL", self.url)
+            .env("AUTOMATA_DATA_DIR", self.data_dir)
             .env("HOME", home.path())
             .env_remove("AUTOMATA_APP")
             .env_remove("COLUMNS")

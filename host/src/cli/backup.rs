@@ -219,7 +219,16 @@ impl Restore {
         }
         let report = store.check_indexes(true)?;
         store.flush()?;
-        let [apps, keys, configs, blobs, automations, runs, state] = counts;
+        let [
+            apps,
+            keys,
+            configs,
+            blobs,
+            automations,
+            runs,
+            state,
+            quarantine,
+        ] = counts;
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -228,6 +237,16 @@ impl Restore {
              {keys} key entries.",
             self.data_dir.display()
         )?;
+        if quarantine > 0 {
+            // Two entries per quarantined record: its metadata and its bytes.
+            writeln!(
+                out,
+                "The quarantine came along: {} record(s) the host could not read \
+                 (`automata doctor --data-dir {}` lists them).",
+                quarantine / 2,
+                self.data_dir.display()
+            )?;
+        }
         if report.undecodable > 0 {
             writeln!(
                 out,

@@ -23,12 +23,15 @@ pub enum BackupKind {
     /// Execution state that is not derived from records: the scheduler's
     /// cursors and idempotency receipts, keyed as in the index.
     State,
+    /// The quarantine as stored (`m/{id}` metadata, `v/{id}` bytes): records
+    /// the host could not read, kept for an operator.
+    Quarantine,
 }
 
 impl BackupKind {
     /// Every kind, in the order a backup lists them: apps and keys first,
     /// configs before the blobs they point at, automations before their runs.
-    pub const ALL: [BackupKind; 7] = [
+    pub const ALL: [BackupKind; 8] = [
         BackupKind::App,
         BackupKind::Key,
         BackupKind::Config,
@@ -36,6 +39,7 @@ impl BackupKind {
         BackupKind::Automation,
         BackupKind::Run,
         BackupKind::State,
+        BackupKind::Quarantine,
     ];
 
     /// The kind's byte in a backup file.
@@ -46,6 +50,7 @@ impl BackupKind {
             BackupKind::Blob => 3,
             BackupKind::Run => 4,
             BackupKind::State => 5,
+            BackupKind::Quarantine => 8,
             BackupKind::App => 6,
             BackupKind::Key => 7,
         }

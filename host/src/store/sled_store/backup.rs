@@ -1,6 +1,6 @@
 //! The sled side of [`BackupStore`]. Records are the `apps`, `keys`,
-//! `automations`, `configs`, `blobs` and `runs` trees plus the index's `sc/` (scheduler
-//! cursors) and `ev/` (receipts) entries; every other index entry (`lk/`,
+//! `automations`, `configs`, `blobs`, `runs` and `quarantine` trees plus the
+//! index's `sc/` (scheduler cursors) and `ev/` (receipts) entries; every other index entry (`lk/`,
 //! `tr/`, `ar/`, `as/`, `rs/`, `ap/`, `ps/`, `pt/`, `br/`) is derived from
 //! records and rebuilt.
 
@@ -34,6 +34,7 @@ impl SledStore {
             BackupKind::State => &self.index,
             BackupKind::App => &self.apps,
             BackupKind::Key => &self.keys,
+            BackupKind::Quarantine => &self.quarantine,
         }
     }
 
@@ -201,7 +202,7 @@ mod tests {
     use super::super::test_fixture::{Fixture, app};
     use super::*;
     use crate::domain::workflow::TriggerInput;
-    use crate::store::{Store, StoreOptions};
+    use crate::store::{QuarantineStore, RecordKind, Store, StoreOptions};
 
     fn populated() -> Fixture {
         let mut fx = Fixture::new();
@@ -217,6 +218,18 @@ mod tests {
             .collect();
         fx.store.insert_runs(&runs).unwrap();
         fx
+    }
+
+    /// Every record `store` exports, in order.
+    fn exported(store: &SledStore) -> Vec<BackupRecord> {
+        let mut records = Vec::new();
+        store
+            .export(&mut |record| {
+                records.push(record);
+                Ok(())
+            })
+            .unwrap();
+        records
     }
 
     #[test]
@@ -280,13 +293,7 @@ mod tests {
     #[test]
     fn an_export_imported_into_an_empty_store_rebuilds_the_same_indexes() {
         let fx = populated();
-        let mut records = Vec::new();
-        fx.store
-            .export(&mut |record| {
-                records.push(record);
-                Ok(())
-            })
-            .unwrap();
+        let records = exported(&fx.store);
         assert_eq!(records.len(), 4);
         let dir = tempfile::tempdir().unwrap();
         let copy = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
@@ -308,5 +315,54 @@ mod tests {
                 .unwrap()
                 .map(|a| a.id)
         );
+    }
+
+    #[test]
+    fn the_quarantine_is_backed_up_and_a_restored_one_is_never_overwritten() {
+        let fx = populated();
+        let broken = fx.store.index.scan_prefix("ar/").next().unwrap().unwrap().0;
+        let run_id = String::from_utf8_lossy(&broken)
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        fx.store
+            .write_raw_record(RecordKind::Run, run_id.as_bytes(), b"not json")
+            .unwrap();
+        assert!(fx.store.run(&run_id.parse().unwrap()).unwrap().is_none());
+        let before = fx.store.quarantined(None, 10).unwrap();
+        assert_eq!(before.len(), 1);
+
+        let records = exported(&fx.store);
+        let quarantined = records
+            .iter()
+            .filter(|record| record.kind == BackupKind::Quarantine)
+            .count();
+        assert_eq!(quarantined, 2, "its metadata and its bytes");
+        let dir = tempfile::tempdir().unwrap();
+        let copy = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        for record in &records {
+            copy.import(record).unwrap();
+        }
+        assert!(copy.check_indexes(true).unwrap().records > 0);
+        assert_eq!(copy.quarantined(None, 10).unwrap(), before);
+        assert_eq!(
+            copy.quarantined_bytes(before[0].id).unwrap().as_deref(),
+            Some(&b"not json"[..])
+        );
+
+        // The copy's id generator is new; its next quarantine takes a new id.
+        let other = copy.index.scan_prefix("ar/").next().unwrap().unwrap().0;
+        let other_id = String::from_utf8_lossy(&other)
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        copy.write_raw_record(RecordKind::Run, other_id.as_bytes(), b"also not json")
+            .unwrap();
+        assert!(copy.run(&other_id.parse().unwrap()).unwrap().is_none());
+        let after = copy.quarantined(None, 10).unwrap();
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(after.contains(&before[0]));
     }
 }

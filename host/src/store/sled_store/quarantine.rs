@@ -216,7 +216,7 @@ impl SledStore {
     /// quarantine in one durable transaction — unless it was rewritten since
     /// it was read, then the caller's next read sees the new bytes. Logged.
     pub(super) fn set_aside(&self, found: Unreadable) -> Result<(), StoreError> {
-        let id = self.db.generate_id().map_err(backend)?;
+        let id = self.next_quarantine_id()?;
         let naming = self.naming_entries(&found)?;
         let record = QuarantinedRecord {
             id,
@@ -269,6 +269,27 @@ impl SledStore {
             );
         }
         Ok(())
+    }
+
+    /// A quarantine id no entry has: sled's id generator, past the largest
+    /// id present (a restored quarantine brings ids the generator of a new
+    /// store has not handed out).
+    fn next_quarantine_id(&self) -> Result<u64, StoreError> {
+        let generated = self.db.generate_id().map_err(backend)?;
+        let last = self.last_quarantine_id()?;
+        Ok(last.map_or(generated, |last| generated.max(last + 1)))
+    }
+
+    /// The largest id in the quarantine, if any.
+    fn last_quarantine_id(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .quarantine
+            .scan_prefix(META)
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(backend)?
+            .map(|key| u64::from_be_bytes(key[META.len()..].try_into().unwrap_or_default())))
     }
 
     /// The run id ending an index key under `prefix`; an entry that does
@@ -436,14 +457,7 @@ impl QuarantineStore for SledStore {
     }
 
     fn scan_records(&self) -> Result<RecordScan, StoreError> {
-        let before = self
-            .quarantine
-            .scan_prefix(META)
-            .keys()
-            .next_back()
-            .transpose()
-            .map_err(backend)?
-            .map(|key| u64::from_be_bytes(key[META.len()..].try_into().unwrap_or_default()));
+        let before = self.last_quarantine_id()?;
         let mut readable = 0;
         let mut count = |found: bool| readable += usize::from(found);
         for entry in self.automations.iter() {

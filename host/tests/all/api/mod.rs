@@ -2056,6 +2056,44 @@ async fn retention_removes_old_and_surplus_runs_from_every_list_and_index() {
         let listed = listed(&server, &capped, Some(status)).await;
         assert!(listed.iter().all(|id| kept.contains(id)), "{listed:?}");
     }
+    // Runs across automations, by each filter, name only the runs kept.
+    for filter in [
+        "",
+        "&status=completed",
+        "&status=failed",
+        "&trigger=thread.member_joined",
+        "&latest_attempt=true",
+    ] {
+        let (code, page) = server
+            .get(&format!(
+                "/apps/default/automations/runs?automation_id={capped}&limit=100{filter}"
+            ))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        let across: Vec<&str> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            across.iter().all(|id| kept.iter().any(|k| k == id)),
+            "{filter}: {across:?}"
+        );
+    }
+    let (_, everything) = server.get("/apps/default/automations/runs?limit=100").await;
+    assert_eq!(
+        everything["next_cursor"],
+        Value::Null,
+        "one page holds them all"
+    );
+    for run in &removed {
+        assert!(
+            !everything.to_string().contains(run.id.as_str()),
+            "{} is still listed across automations",
+            run.id
+        );
+    }
     let store = Arc::clone(server.service.store());
     let removed_ids: Vec<RunId> = removed.iter().map(|run| run.id.clone()).collect();
     let indexes = tokio::task::spawn_blocking(move || {

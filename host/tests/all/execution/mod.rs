@@ -13,7 +13,8 @@ use automata::domain::ids::{AppId, AutomationId};
 use automata::domain::retention::RetentionPolicy;
 use automata::domain::run::RunStatus;
 use automata::execution::ExecutionConfig;
-use automata::retention::RetentionConfig;
+use automata::metrics::{Metrics, MetricsOptions};
+use automata::retention::{Retention, RetentionConfig};
 use automata::service::ServiceSettings;
 use automata_e2e::guest;
 use chrono::{DateTime, Utc};
@@ -1441,6 +1442,71 @@ async fn disk_use_levels_off_under_a_steady_stream_with_a_short_retention() {
         report.is_clean(),
         "no index entry outlives its run: {report:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_a_retry_chain_whole_with_its_last_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), workers(1)).await;
+    let api = &server.api;
+    let sleeper = api.upload("default", "sleeper").await;
+    let automation = api
+        .trigger(
+            "thread.created",
+            &sleeper,
+            json!({"retry": {"max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 10},
+                   "retention": {"max_runs": 1}}),
+        )
+        .await;
+    let ended = |runs: &[Value]| {
+        runs.iter()
+            .all(|run| ["completed", "failed", "cancelled"].contains(&status(run)))
+    };
+    // Attempt 1 traps, attempt 2 completes: one chain of two runs.
+    api.first_run(json!({"trigger": "thread.created", "payload": {"trap_before_attempt": 2}}))
+        .await;
+    let chain = api
+        .wait_runs("default", &automation, Duration::from_secs(20), |runs| {
+            runs.len() == 2 && ended(runs)
+        })
+        .await;
+    assert_eq!(chain[1]["retry_of"], chain[0]["id"]);
+    let store = Arc::clone(server.server.service.store());
+    let runner = Arc::clone(server.server.service.runner());
+    let metrics = Arc::new(Metrics::new(MetricsOptions::default()));
+    let retention = Retention::new(store, runner, metrics, RetentionConfig::default());
+
+    // Two runs, one kept: attempt 1 is past the count but waits for its
+    // chain's last attempt, which is the run kept.
+    assert_eq!(retention.pass(Utc::now()).await.unwrap().runs, 0);
+    let kept = api.runs("default", &automation).await;
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0]["retried_by"], chain[1]["id"]);
+
+    // A newer run makes the last attempt due: the chain goes whole.
+    let newer = api
+        .first_run(json!({"trigger": "thread.created", "payload": {}}))
+        .await;
+    api.wait_ended("default", &newer).await;
+    assert_eq!(retention.pass(Utc::now()).await.unwrap().runs, 2);
+    let left: Vec<Value> = api.runs("default", &automation).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(id(&left[0]), newer);
+    for run in &chain {
+        let (code, _) = api
+            .call(
+                Method::GET,
+                &format!("/apps/default/automations/runs/{}", id(run)),
+                None,
+            )
+            .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    let across = api
+        .get("/apps/default/automations/runs?latest_attempt=false")
+        .await;
+    assert_eq!(across["data"].as_array().unwrap().len(), 1, "{across}");
     server.stop().await;
 }
 

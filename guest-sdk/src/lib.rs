@@ -33,6 +33,8 @@
 //! * Numbers keep their exact text both ways (the re-exported [`serde_json`]
 //!   has `arbitrary_precision`): a 40-digit id in the payload is not rounded.
 //! * A panic fails the run with the panic message.
+//! * [`secrets::get`] reads an app secret the automation is granted; the host
+//!   masks its value (`***`) in everything the run prints or returns.
 //!
 //! Build for `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`) with
 //! `crate-type = ["cdylib"]` and upload the resulting `.wasm` to the host. The
@@ -116,6 +118,39 @@ pub mod log {
     /// Record an error-level line (it does not fail the run; return `Err` for that).
     pub fn error(message: impl AsRef<str>) {
         write(Level::Error, message.as_ref());
+    }
+}
+
+/// App secrets the automation is granted: API tokens, webhook URLs, keys.
+///
+/// An operator sets a secret in the app (`automata set secret NAME`, value
+/// from stdin) and grants it to an automation (`capabilities.secrets`, or
+/// `--secret NAME` on `automata create automation`). The workflow reads it
+/// here; whatever it then prints or returns has the value masked (`***`) by
+/// the host, so a secret does not end up in run output by accident.
+///
+/// ```no_run
+/// # use automata_guest::{secrets, Context, Input, Value, json};
+/// fn alert(_ctx: &Context, _input: Input) -> Result<Value, String> {
+///     let Some(webhook) = secrets::get("ALERT_WEBHOOK_URL") else {
+///         return Ok(json!({"delivered": false, "why": "ALERT_WEBHOOK_URL is not granted"}));
+///     };
+///     // … post to `webhook` …
+/// #   let _ = webhook;
+///     Ok(json!({"delivered": true}))
+/// }
+/// ```
+pub mod secrets {
+    /// The value of the app secret `name`, or `None` when the automation is
+    /// not granted it or it is not set (the run's host calls say which).
+    ///
+    /// Built natively (unit tests), it reads the environment variable
+    /// `name` instead.
+    pub fn get(name: &str) -> Option<String> {
+        #[cfg(target_family = "wasm")]
+        return crate::bindings::automata::workflow::secrets::get(name);
+        #[cfg(not(target_family = "wasm"))]
+        return std::env::var(name).ok();
     }
 }
 

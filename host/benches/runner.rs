@@ -47,7 +47,7 @@ mod bare {
     });
 }
 
-use bare::automata::workflow::{log, types as wit};
+use bare::automata::workflow::{log, secrets, types as wit};
 use bare::{Workflow as BareWorkflow, WorkflowPre};
 
 /// How many samples to take.
@@ -80,7 +80,8 @@ const SMOKE: Plan = Plan {
     cached_loads: 1,
 };
 
-/// Bare wasmtime's store state: WASI and a log that drops its lines.
+/// Bare wasmtime's store state: WASI, a log that drops its lines and no
+/// secrets.
 struct Bare {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -100,6 +101,12 @@ impl log::Host for Bare {
 }
 
 impl wit::Host for Bare {}
+
+impl secrets::Host for Bare {
+    fn get(&mut self, _name: String) -> Option<String> {
+        None
+    }
+}
 
 fn bare_pre(engine: &Engine, bytes: &[u8]) -> WorkflowPre<Bare> {
     let component = Component::new(engine, bytes).expect("the welcome example compiles");

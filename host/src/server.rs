@@ -17,6 +17,7 @@ use crate::execution::{Execution, ExecutionConfig};
 use crate::metrics::{Metrics, MetricsOptions};
 use crate::retention::{Retention, RetentionConfig};
 use crate::runner::{Runner, RunnerConfig, SetupError};
+use crate::service::secret_key::{self, SecretKeyError, SecretsConfig};
 use crate::service::{AuthMode, Authenticator, Service, ServiceSettings};
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub metrics: MetricsOptions,
     /// How long and how many runs are kept, and how often that is enforced.
     pub retention: RetentionConfig,
+    /// The key sealing app secrets (default: the data directory's key file).
+    pub secrets: SecretsConfig,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -83,6 +86,8 @@ pub enum ServerError {
     Bootstrap(crate::service::ServiceError),
     #[error(transparent)]
     Tls(#[from] edge::tls::TlsError),
+    #[error(transparent)]
+    SecretKey(#[from] SecretKeyError),
 }
 
 /// A server bound to its address, ready to serve.
@@ -118,9 +123,14 @@ impl Server {
             source,
         })?;
         let (path, options) = (config.data_dir.clone(), config.store.clone());
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&path, &options))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let secrets = config.secrets.clone();
+        let (store, secret_key) = tokio::task::spawn_blocking(move || {
+            let store = SledStore::open(&path, &options)?;
+            let key = secret_key::open_key(&path, &secrets, &store)?;
+            Ok::<_, ServerError>((store, key))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
         // Compiled components are cached beside the store, so a restart does
         // not recompile every config. One execution slot (and pooled instance)
         // per worker: a started run never waits for the runner.
@@ -133,12 +143,15 @@ impl Server {
         let mut metrics = Metrics::new(config.metrics);
         metrics.register_store(store.metrics());
         let metrics = Arc::new(metrics);
-        let service = Arc::new(Service::new(
-            Arc::new(store),
-            runner,
-            config.service,
-            Arc::clone(&metrics),
-        ));
+        let service = Arc::new(
+            Service::new(
+                Arc::new(store),
+                runner,
+                config.service,
+                Arc::clone(&metrics),
+            )
+            .with_secret_key(secret_key),
+        );
         bootstrap(&service, config).await?;
         let authenticator = Arc::new(Authenticator::new(
             Arc::clone(service.store()),

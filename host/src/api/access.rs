@@ -87,6 +87,11 @@ pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("DELETE", "/apps/{app_id}/configs/{id}", Need::Write),
     // Event intake.
     ("POST", "/apps/{app_id}/events", Need::Intake),
+    // Secrets: write keys set and delete them; read keys list names (never
+    // values, which no route shows).
+    ("GET", "/apps/{app_id}/secrets", Need::Read),
+    ("PUT", "/apps/{app_id}/secrets/{name}", Need::Write),
+    ("DELETE", "/apps/{app_id}/secrets/{name}", Need::Write),
     // Host-wide operator views.
     ("GET", "/admin/quarantine", Need::Admin),
     ("GET", "/admin/quarantine/{id}", Need::Admin),

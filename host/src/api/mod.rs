@@ -20,6 +20,7 @@ pub mod query;
 pub mod runs;
 pub mod schedule;
 pub mod scrape;
+pub mod secrets;
 pub mod strict;
 
 use std::sync::Arc;
@@ -85,6 +86,9 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         health::healthz,
         health::readyz,
         output::output,
+        secrets::set,
+        secrets::list,
+        secrets::delete,
     ),
     tags(
         (name = "apps", description = "Apps (namespaces) and their API keys"),
@@ -92,6 +96,7 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
         (name = "runs", description = "Automation runs"),
         (name = "configs", description = "WorkflowGraph configs (uploaded components)"),
         (name = "events", description = "Platform events that trigger automations"),
+        (name = "secrets", description = "App secrets: write-only values workflows read when granted"),
         (name = "admin", description = "Host-wide operator endpoints: the quarantine of unreadable records"),
         (name = "operations", description = "Probes for supervisors and load balancers"),
     )
@@ -123,6 +128,7 @@ pub fn app(
     router(Arc::clone(&service))
         .merge(apps::routes(Arc::clone(&service), Arc::clone(&execution)))
         .merge(execution::routes(Arc::clone(&service), execution))
+        .merge(secrets::routes(Arc::clone(&service)))
         .merge(admin::routes(service))
         .merge(health::routes(readiness))
         // After every merge: a route layer covers the routes present.

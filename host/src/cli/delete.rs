@@ -1,4 +1,4 @@
-//! `automata delete automation|config|app|key`.
+//! `automata delete automation|config|app|key|secret`.
 
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use super::client::Connection;
 use super::output::outln;
 
 /// Delete an automation (its pending runs are cancelled), an unused config,
-/// an app (with everything in it) or an API key.
+/// an app (with everything in it), an API key or an app secret.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   automata delete automation aut_abc123
@@ -48,6 +48,10 @@ enum What {
     #[command(after_help = "Example:
   automata delete key key_abc123 --app acme")]
     Key(super::tenancy::DeleteKey),
+    /// Delete an app secret: runs that start afterwards read it as absent.
+    #[command(after_help = "Example:
+  automata delete secret SLACK_WEBHOOK")]
+    Secret(super::secrets::DeleteSecret),
 }
 
 impl Delete {
@@ -57,6 +61,9 @@ impl Delete {
             What::Config { id } => ("config", "configs", id),
             What::App(app) => return super::tenancy::delete_app(app, &self.connection).await,
             What::Key(key) => return super::tenancy::delete_key(key, &self.connection).await,
+            What::Secret(secret) => {
+                return super::secrets::delete_secret(secret, &self.connection).await;
+            }
         };
         let (api, out) = self.connection.open()?;
         api.delete(&[collection, &id]).await?;

@@ -1,4 +1,4 @@
-//! `automata list automations|automationruns|configs|events|apps|keys`.
+//! `automata list automations|automationruns|configs|events|apps|keys|secrets`.
 
 use std::process::ExitCode;
 
@@ -76,6 +76,9 @@ A retried run shows as its last attempt (ATTEMPT 2, 3, …); --all-attempts list
         after_help = "Example:\n  automata list keys --app acme"
     )]
     Keys,
+    /// List the app's secrets: names and dates, never values.
+    #[command(alias = "secret", after_help = "Example:\n  automata list secrets")]
+    Secrets,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +120,7 @@ impl List {
         match self.what {
             What::Apps => return super::tenancy::list_apps(&self.connection).await,
             What::Keys => return super::tenancy::list_keys(&self.connection).await,
+            What::Secrets => return super::secrets::list_secrets(&self.connection).await,
             What::Automations { kind } => {
                 let query: Vec<_> = kind.map(|k| ("type", api_name(k))).into_iter().collect();
                 let list = api.get(&["automations"], &query).await?;

@@ -18,8 +18,10 @@ mod output;
 mod preview;
 mod run;
 mod run_local;
+mod secrets;
 mod send;
 mod serve;
+mod set;
 mod tenancy;
 mod update;
 mod views;
@@ -67,6 +69,7 @@ enum Command {
     Create(create::Create),
     Update(update::Update),
     Delete(delete::Delete),
+    Set(set::Set),
     Preview(preview::Preview),
     /// Start an automation: draft or paused → running.
     #[command(
@@ -162,6 +165,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Create(cmd) => block_on(cmd.run()),
         Command::Update(cmd) => block_on(cmd.run()),
         Command::Delete(cmd) => block_on(cmd.run()),
+        Command::Set(cmd) => block_on(cmd.run()),
         Command::Preview(cmd) => block_on(cmd.run()),
         Command::Activate(cmd) => block_on(cmd.run(lifecycle::Transition::Activate)),
         Command::Pause(cmd) => block_on(cmd.run(lifecycle::Transition::Pause)),

@@ -9,14 +9,17 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::domain::outcome::{CANCELLED_MESSAGE, Outcome};
+use crate::domain::secret::{self, SecretName};
 use crate::domain::workflow::{RunContext, SCHEDULED_TRIGGER, TriggerInput};
-use crate::runner::{Runner, RunnerConfig};
+use crate::runner::{RunOptions, RunSecrets, Runner, RunnerConfig};
 
 /// Run a workflow component once and print its output and payload
 ///
-/// Example:
+/// Examples:
 ///   automata run-local target/guests/welcome-new-members.wasm \
 ///     --input '{"trigger":"thread.member_joined","payload":{"member":{"name":"Ada"}}}'
+///   ALERT_WEBHOOK_URL=https://hooks.example.com/x automata run-local alert.wasm \
+///     --secret ALERT_WEBHOOK_URL --input '{"trigger":"context.ingestion.failed","payload":{}}'
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RunLocal {
@@ -28,6 +31,11 @@ pub struct RunLocal {
     /// The user the run executes as.
     #[arg(long)]
     run_as_user_id: Option<String>,
+    /// Grant the secret NAME, with the value of the environment variable of
+    /// the same name (never a command-line value); repeatable. Its value is
+    /// masked (***) in what is printed, as on a server.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     /// How to print the result.
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -42,8 +50,31 @@ enum Format {
 }
 
 impl RunLocal {
+    /// `--secret NAME`s, each with its environment variable's value.
+    fn granted_secrets(&self) -> anyhow::Result<RunSecrets> {
+        let mut grants = Vec::new();
+        for name in &self.secrets {
+            name.parse::<SecretName>()
+                .map_err(|e| super::args::UsageError(format!("--secret: {e}")))?;
+            let value = match std::env::var(name) {
+                Ok(value) => {
+                    secret::check_value(&value).map_err(|e| {
+                        super::args::UsageError(format!(
+                            "--secret {name} (from the environment): {e}"
+                        ))
+                    })?;
+                    Ok(value)
+                }
+                Err(_) => Err(format!("the environment variable {name} is not set")),
+            };
+            grants.push((name.clone(), value));
+        }
+        Ok(RunSecrets::new(grants))
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let input = parse_input(&self.input)?;
+        let secrets = self.granted_secrets()?;
         let bytes = std::fs::read(&self.component)
             .with_context(|| format!("cannot read {}", self.component.display()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -64,7 +95,11 @@ impl RunLocal {
                 scheduled_at: scheduled_at(&input),
                 attempt: 1,
             };
-            let report = runner.run(&workflow, &ctx, &input).await;
+            let options = RunOptions {
+                secrets,
+                ..RunOptions::default()
+            };
+            let report = runner.run_with(&workflow, &ctx, &input, &options).await;
             anyhow::Ok((workflow, report))
         })?;
 

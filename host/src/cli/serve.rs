@@ -15,6 +15,7 @@ use crate::execution::ExecutionConfig;
 use crate::metrics::MetricsOptions;
 use crate::retention::RetentionConfig;
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
+use crate::service::secret_key::{SECRET_KEY_ENV, SecretKey, SecretsConfig};
 use crate::service::{AuthMode, DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
 use crate::store::{Durability, StoreOptions};
 
@@ -123,6 +124,12 @@ pub struct Serve {
     retention_max_runs: u64,
     #[command(flatten)]
     log: LogArgs,
+    /// Delete the stored app secrets that the secret key cannot open (they
+    /// were sealed with a key that is lost) instead of refusing to start.
+    /// The key is AUTOMATA_SECRET_KEY (32 bytes, hex or base64), else
+    /// <data-dir>/secret-key.
+    #[arg(long)]
+    discard_unreadable_secrets: bool,
 }
 
 fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
@@ -135,6 +142,18 @@ fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
 
 /// An admin key given to the server (never stored, never logged).
 const ADMIN_TOKEN_ENV: &str = "AUTOMATA_ADMIN_TOKEN";
+
+/// The secret key from the environment, if set (never a flag: it would show
+/// in `ps`).
+fn secret_key_from_env() -> anyhow::Result<Option<SecretKey>> {
+    match std::env::var(SECRET_KEY_ENV) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretKey::parse(&text, SECRET_KEY_ENV)?)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{SECRET_KEY_ENV} is not valid UTF-8: give 64 hex digits or base64")
+        }
+    }
+}
 
 fn parse_flush(text: &str) -> Result<Durability, String> {
     if text == "always" {
@@ -221,6 +240,10 @@ impl Serve {
             retention: RetentionConfig {
                 policy: RetentionPolicy::from_days(self.retention_days, self.retention_max_runs),
                 ..RetentionConfig::default()
+            },
+            secrets: SecretsConfig {
+                key: secret_key_from_env()?,
+                discard_unreadable: self.discard_unreadable_secrets,
             },
         };
         raise_open_files_limit();

@@ -22,5 +22,6 @@ pub mod outcome;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod text;
 pub mod workflow;

@@ -125,6 +125,7 @@ async fn execute_run(
             .unwrap_or_default(),
         cancel: Some(cancel.clone()),
         live: Some(live),
+        ..RunOptions::default()
     };
     let report = shared
         .runner

@@ -20,6 +20,7 @@ mod engine;
 mod loaded;
 pub mod output;
 mod sandbox;
+mod secrets;
 
 use std::fmt;
 use std::sync::Mutex;
@@ -44,6 +45,7 @@ use sandbox::RunState;
 pub use cancel::CancelToken;
 pub use engine::{Allocator, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
 pub use output::{LiveLines, LiveOutput, Transcript};
+pub use secrets::{MASK, Masker, Refusal, RunSecrets};
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,7 @@ pub enum LoadError {
     #[error(
         "the component imports what the host does not provide ({0}); workflows may import \
          only WASI 0.2 (clocks, random, stdio, and the filesystem and sockets, which are \
-         empty and denied) and automata:workflow/log"
+         empty and denied), automata:workflow/log and automata:workflow/secrets"
     )]
     UnsupportedImport(String),
     /// Its `graph` export failed, did not finish within its small budget, or
@@ -134,6 +136,9 @@ pub struct RunOptions {
     pub cancel: Option<CancelToken>,
     /// Receives each output line as it is captured, for followers.
     pub live: Option<LiveOutput>,
+    /// The secrets the run is granted (`secrets.get`); their values are
+    /// masked in its output, payload and error.
+    pub secrets: RunSecrets,
 }
 
 /// Compiles and runs workflow components. Share one per host (e.g. in an
@@ -305,11 +310,16 @@ impl Runner {
         let limits = RunLimits::GRAPH.clamped_to(&self.config.ceilings);
         // Never closed, so acquiring cannot fail in practice.
         let _slot = self.graph_slot.acquire().await.ok();
-        let execution =
-            sandbox::execute(&self.engine, pre, &limits, None, None, async |wf, store| {
-                wf.call_graph(store).await
-            })
-            .await;
+        let execution = sandbox::execute(
+            &self.engine,
+            pre,
+            &limits,
+            None,
+            None,
+            RunSecrets::default(),
+            async |wf, store| wf.call_graph(store).await,
+        )
+        .await;
         let graph = execution.result.map_err(|stop| {
             let outcome = sandbox::classify(stop, &limits, execution.panic);
             LoadError::Graph(match outcome.failure() {
@@ -403,6 +413,7 @@ impl Runner {
             &limits,
             cancel,
             options.live.clone(),
+            options.secrets.clone(),
             async |wf, store| wf.call_run(store, &ctx, &input).await,
         )
         .await;
@@ -410,10 +421,17 @@ impl Runner {
         accounting.peak_memory_bytes = execution.peak_memory_bytes;
         accounting.wall_time = execution.wall_time;
         accounting.instantiate_time = execution.instantiate_time;
+        // Secret values leave no trace: the error is masked before it is
+        // measured or quoted, the payload and failure messages after.
+        let masker = options.secrets.masker();
         let outcome = match execution.result {
-            Ok(returned) => Outcome::returned(returned, &limits),
+            Ok(returned) => Outcome::returned(
+                returned.map_err(|error| masker.mask(&error).into_owned()),
+                &limits,
+            ),
             Err(stop) => sandbox::classify(stop, &limits, execution.panic),
         };
+        let outcome = masker.mask_outcome(outcome);
         RunReport {
             outcome,
             output: execution.output,

@@ -1,5 +1,7 @@
 //! Captures what a run prints — WASI stdout and stderr, and `log` calls — as one
-//! ordered list of lines, capped in line count and bytes.
+//! ordered list of lines, capped in line count and bytes, with the values of
+//! the run's secrets masked (`super::secrets`) before a line is kept or shown
+//! to followers.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +12,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::domain::limits::OutputLimits;
 use crate::domain::outcome::CapturedOutput;
+
+use super::secrets::Masker;
 
 /// Where a line came from; stderr and log lines are marked in the transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +34,8 @@ struct State {
     panic: PanicScanner,
     /// Readers of the lines while the run goes on, if anyone may follow it.
     live: Option<LiveOutput>,
+    /// Masks secret values in every line.
+    mask: Masker,
 }
 
 impl State {
@@ -71,7 +77,9 @@ impl State {
         if bytes.len() > room {
             partial.extend_from_slice(&bytes[..room]);
             let line = std::mem::take(partial);
-            self.push_line(render(source, &line));
+            // Cut at the cap: a secret's beginning at the cut is masked too.
+            let text = self.mask.mask_cut(&text_of(&line)).into_owned();
+            self.push_line(render(source, &text));
             self.truncated = true;
             return;
         }
@@ -89,10 +97,12 @@ impl State {
     }
 
     fn end_line(&mut self, source: Source, line: &[u8]) {
+        let text = text_of(line);
+        let text = self.mask.mask(&text);
         if source == Source::Stderr {
-            self.panic.observe(&String::from_utf8_lossy(line));
+            self.panic.observe(&text);
         }
-        self.push_line(render(source, line));
+        self.push_line(render(source, &text));
     }
 }
 
@@ -178,11 +188,14 @@ fn truncate_at_char(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
-fn render(source: Source, line: &[u8]) -> String {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let text = String::from_utf8_lossy(line);
+/// A line's text, without its `\r` and with invalid UTF-8 replaced.
+fn text_of(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+fn render(source: Source, text: &str) -> String {
     match source {
-        Source::Stdout => text.into_owned(),
+        Source::Stdout => text.to_owned(),
         Source::Stderr => format!("[stderr] {text}"),
     }
 }
@@ -204,6 +217,12 @@ impl Transcript {
     /// as it is kept (a line is kept when its newline arrives, or when the
     /// transcript finishes).
     pub fn with_live(limits: OutputLimits, live: Option<LiveOutput>) -> Self {
+        Self::masked(limits, live, Masker::default())
+    }
+
+    /// As [`with_live`](Self::with_live), with `mask` applied to every line
+    /// (written or recorded) before it is kept or handed to `live`.
+    pub fn masked(limits: OutputLimits, live: Option<LiveOutput>, mask: Masker) -> Self {
         Transcript {
             state: Arc::new(Mutex::new(State {
                 limits,
@@ -213,6 +232,7 @@ impl Transcript {
                 partial: [Vec::new(), Vec::new()],
                 panic: PanicScanner::default(),
                 live,
+                mask,
             })),
         }
     }
@@ -241,7 +261,12 @@ impl Transcript {
 
     /// Records one line written by the host on the guest's behalf (a log call).
     pub fn record(&self, line: String) {
-        self.lock().push_line(line);
+        let mut state = self.lock();
+        let line = match state.mask.mask(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
+        state.push_line(line);
     }
 
     /// Ends the transcript: unfinished lines are kept as lines.
@@ -495,6 +520,53 @@ mod tests {
         assert!(captured.truncated);
         drop((transcript, out, live));
         assert!(follower.has_changed().is_err(), "the end is seen");
+    }
+
+    #[test]
+    fn secret_values_are_masked_in_kept_and_live_lines_whatever_the_chunks() {
+        let live = LiveOutput::new();
+        let mask = Masker::new(["s3cr3t-value", "other-secret"]);
+        let transcript = Transcript::masked(limits(100, 1024), Some(live.clone()), mask);
+        let mut out = transcript.stdout();
+        let mut err = transcript.stderr();
+        for chunk in ["token: s3c", "r3t-va", "lue!\nnext\n"] {
+            out.write(Bytes::copy_from_slice(chunk.as_bytes())).unwrap();
+        }
+        err.write(Bytes::from_static(b"other-secret\r\n")).unwrap();
+        transcript.record("[info] logged s3cr3t-value".into());
+        let captured = transcript.finish();
+        assert_eq!(
+            captured.lines,
+            ["token: ***!", "next", "[stderr] ***", "[info] logged ***"]
+        );
+        assert_eq!(live.subscribe().borrow().lines, captured.lines);
+    }
+
+    #[test]
+    fn a_line_cut_at_the_cap_masks_a_secrets_beginning() {
+        let mask = Masker::new(["s3cr3t-value"]);
+        let transcript = Transcript::masked(limits(100, 12), None, mask);
+        transcript
+            .stdout()
+            .write(Bytes::from_static(b"abcdefs3cr3t-value and more"))
+            .unwrap();
+        let captured = transcript.finish();
+        assert_eq!(captured.lines, ["abcdef***"]);
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn a_panic_message_holds_the_masked_text() {
+        let transcript =
+            Transcript::masked(OutputLimits::default(), None, Masker::new(["s3cr3t-value"]));
+        transcript
+            .stderr()
+            .write(Bytes::from_static(
+                b"thread 'main' panicked at a.rs:1:1:\nbad key s3cr3t-value\n",
+            ))
+            .unwrap();
+        transcript.finish();
+        assert_eq!(transcript.panic().unwrap().message, "bad key ***");
     }
 
     #[test]

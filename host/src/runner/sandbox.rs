@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{self, Level, WorkflowPre};
 use super::cancel::CancelToken;
 use super::output::{GuestPanic, LiveOutput, Transcript};
+use super::secrets::RunSecrets;
 use crate::domain::limits::RunLimits;
 use crate::domain::outcome::{CapturedOutput, Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
 
@@ -20,6 +21,8 @@ pub(super) struct RunState {
     table: ResourceTable,
     transcript: Transcript,
     memory: MemoryMeter,
+    /// What `secrets.get` may give.
+    secrets: RunSecrets,
 }
 
 impl WasiView for RunState {
@@ -45,6 +48,12 @@ impl bindings::automata::workflow::log::Host for RunState {
 }
 
 impl bindings::automata::workflow::types::Host for RunState {}
+
+impl bindings::automata::workflow::secrets::Host for RunState {
+    fn get(&mut self, name: String) -> Option<String> {
+        self.secrets.get(&name).ok().map(str::to_owned)
+    }
+}
 
 /// Most tables, memories and instances one run may create, and the most
 /// elements a table may grow to: far above what a workflow needs, far below
@@ -187,11 +196,12 @@ pub(super) async fn execute<R>(
     limits: &RunLimits,
     cancel: Option<&CancelToken>,
     live: Option<LiveOutput>,
+    secrets: RunSecrets,
     call: impl AsyncFnOnce(&bindings::Workflow, &mut Store<RunState>) -> wasmtime::Result<R>,
 ) -> Execution<R> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let mut store = new_store(engine, limits, deadline, cancel.cloned(), live);
+    let mut store = new_store(engine, limits, deadline, cancel.cloned(), live, secrets);
     let mut instantiate_time = Duration::ZERO;
 
     let work = async {
@@ -237,16 +247,17 @@ pub(super) async fn wait_for_cancel(cancel: Option<&CancelToken>) {
 
 /// A fresh store for one execution. The guest sees no preopened directories,
 /// no network, no environment variables or arguments, and an empty stdin; it
-/// gets wall and monotonic clocks, randomness, and stdout/stderr captured into
-/// its transcript.
+/// gets wall and monotonic clocks, randomness, stdout/stderr captured into
+/// its transcript (secret values masked), and the secrets it is granted.
 fn new_store(
     engine: &Engine,
     limits: &RunLimits,
     deadline: Instant,
     cancel: Option<CancelToken>,
     live: Option<LiveOutput>,
+    secrets: RunSecrets,
 ) -> Store<RunState> {
-    let transcript = Transcript::with_live(limits.output(), live);
+    let transcript = Transcript::masked(limits.output(), live, secrets.masker());
     // Explicit rather than relying on the builder's defaults: no sockets of
     // any kind and no name lookup (its address check already denies all).
     let wasi = WasiCtx::builder()
@@ -272,6 +283,7 @@ fn new_store(
                 peak: 0,
                 last_growth: 0,
             },
+            secrets,
         },
     );
     store.limiter(|state| &mut state.memory);

@@ -10,6 +10,8 @@
 
 mod access;
 mod quarantine;
+pub mod secret_key;
+mod secrets;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +39,7 @@ pub use access::{
     acting_as, app_missing, current_actor,
 };
 pub use quarantine::{DEFAULT_QUARANTINE_LIMIT, MAX_QUARANTINE_LIMIT, QuarantinePage};
+pub use secrets::SecretWrite;
 
 /// Default largest component upload: 20 MiB.
 pub const DEFAULT_MAX_CONFIG_BYTES: usize = 20 * 1024 * 1024;
@@ -191,6 +194,8 @@ pub struct Service {
     /// One permit per upload compiling.
     compiles: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
+    /// Seals app secrets ([`Service::with_secret_key`]).
+    secret_key: Option<secret_key::SecretKey>,
 }
 
 impl Service {
@@ -211,6 +216,7 @@ impl Service {
             control: tokio::sync::Mutex::new(()),
             changes: broadcast::channel(1024).0,
             compiles: tokio::sync::Semaphore::new(settings.max_concurrent_compiles.max(1)),
+            secret_key: None,
         }
     }
 

@@ -20,8 +20,8 @@ pub trait AccessStore {
     /// whether it existed. Its data goes with [`purge_app`](Self::purge_app).
     fn remove_app(&self, id: &AppId) -> Result<bool, StoreError>;
     /// Removes a removed app's data: configs (and blobs no other config
-    /// uses), automations with their index entries, runs, scheduler cursors
-    /// and event receipts. Cancel what must be cancelled first.
+    /// uses), automations with their index entries, runs, scheduler cursors,
+    /// event receipts and secrets. Cancel what must be cancelled first.
     fn purge_app(&self, id: &AppId) -> Result<(), StoreError>;
     /// Makes apps explicit, once per data directory: every app id found in
     /// data written before apps were explicit (automations, configs, runs)

@@ -10,6 +10,7 @@ mod backup;
 mod execution;
 mod quarantine;
 mod retention;
+mod secrets;
 mod sled_store;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use backup::{BackupKind, BackupRecord, BackupStore, IndexReport};
 pub use execution::{EventRecord, ExecutionStore};
 pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
 pub use retention::RetentionStore;
+pub use secrets::SecretStore;
 pub use sled_store::{FORMAT_VERSION, PROGRESS_FLUSH_DELAY, SledStore};
 
 /// Why a store operation failed.
@@ -97,13 +99,14 @@ impl Default for StoreOptions {
 }
 
 /// Everything the host persists: apps and keys, configs (metadata, and
-/// component bytes stored once per digest), automations and runs.
+/// component bytes stored once per digest), automations, runs and secrets.
 pub trait Store:
     ExecutionStore
     + QuarantineStore
     + AccessStore
     + RetentionStore
     + BackupStore
+    + SecretStore
     + Send
     + Sync
     + 'static

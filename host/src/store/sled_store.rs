@@ -20,6 +20,7 @@
 //! | | `br/sha256:{hex}` | how many configs use the blob (u64 BE) |
 //! | `quarantine` | `m/{id}`, `v/{id}` | unreadable records moved aside (`quarantine.rs`) |
 //! | `apps`, `keys` | see `access.rs` | apps and API keys |
+//! | `secrets` | `{app}/{name}` | secret JSON, its value sealed (`secrets.rs`) |
 //!
 //! Ids sort by creation time, so an automation's runs newest-first are a
 //! reverse range scan of `ar/…` (or `as/…` for one status), and a cursor is the
@@ -35,6 +36,7 @@ mod execution;
 mod group_commit;
 mod quarantine;
 mod retention;
+mod secrets;
 #[cfg(test)]
 mod test_fixture;
 
@@ -85,6 +87,8 @@ pub struct SledStore {
     probes: AtomicU64,
     /// Write latency and flush batches, for `/metrics`.
     metrics: StoreMetrics,
+    /// App secrets, sealed (`secrets.rs`), outside the transactions too.
+    secrets: Tree,
 }
 
 type TxError = ConflictableTransactionError<TxAbort>;
@@ -326,6 +330,7 @@ impl SledStore {
             apps: tree("apps")?,
             keys: tree("keys")?,
             probes: AtomicU64::new(0),
+            secrets: tree("secrets")?,
             group_commit: match options.durability {
                 Durability::Immediate => Some(GroupCommit::start(db.clone(), metrics.clone())?),
                 Durability::Interval(_) => None,

@@ -9,7 +9,7 @@ use automata::domain::limits::LimitOverrides;
 use automata::domain::outcome::{FailureKind, Outcome, RunReport};
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::runner::{
-    Allocator, CancelToken, LoadError, RunOptions, Runner, RunnerConfig, Workflow,
+    Allocator, CancelToken, LiveOutput, LoadError, RunOptions, Runner, RunnerConfig, Workflow,
 };
 use automata_e2e::guest;
 use serde_json::{Value, json};
@@ -812,4 +812,124 @@ async fn loaded_workflows_stay_in_memory_within_their_budget_until_forgotten() {
     assert!(small.cached(&second.digest()).is_some());
     assert!(small.cached(&first.digest()).is_none(), "evicted");
     assert_eq!(small.loaded_usage().0, 1);
+}
+
+/// A distinctive secret value, and another.
+const TOKEN: &str = "tok-SANDBOX-4f9a8b7c6d5e";
+const HOOK: &str = "https://hooks.example.com/T0/sandbox-secret";
+
+fn granted() -> automata::runner::RunSecrets {
+    automata::runner::RunSecrets::new([
+        ("API_TOKEN".to_owned(), Ok(TOKEN.to_owned())),
+        ("HOOK_URL".to_owned(), Ok(HOOK.to_owned())),
+        (
+            "GONE".to_owned(),
+            Err("not set in app `app_test`".to_owned()),
+        ),
+    ])
+}
+
+async fn run_secret_case(runner: &Runner, payload: Value, live: Option<LiveOutput>) -> RunReport {
+    let workflow = load(runner, "hostile").await;
+    let input = TriggerInput {
+        trigger: "thread.created".into(),
+        payload,
+    };
+    let options = RunOptions {
+        secrets: granted(),
+        live,
+        ..RunOptions::default()
+    };
+    runner
+        .run_with(&workflow, &context("atr_secret"), &input, &options)
+        .await
+}
+
+/// Nothing the run left behind holds a value.
+fn assert_no_value(report: &RunReport) {
+    let left = format!("{:?} {:?}", report.output, report.outcome);
+    for value in [TOKEN, HOOK] {
+        assert!(!left.contains(value), "{value} leaked: {left}");
+        assert!(
+            !left.contains(&value[..12]),
+            "part of {value} leaked: {left}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn granted_secrets_are_read_and_masked_in_output_and_payload() {
+    let runner = runner();
+    let live = LiveOutput::new();
+    let report = run_secret_case(
+        &runner,
+        json!({"case": "secret", "names": ["API_TOKEN", "HOOK_URL", "GONE", "NOT_GRANTED"]}),
+        Some(live.clone()),
+    )
+    .await;
+    assert_no_value(&report);
+    assert_eq!(
+        report.output.lines,
+        [
+            "API_TOKEN=***",
+            "[stderr] stderr has ***",
+            "[warn] log has ***",
+            "HOOK_URL=***",
+            "[stderr] stderr has ***",
+            "[warn] log has ***",
+            "GONE is not readable",
+            "NOT_GRANTED is not readable",
+        ]
+    );
+    assert_eq!(live.subscribe().borrow().lines, report.output.lines);
+    let Outcome::Completed(payload) = &report.outcome else {
+        panic!("{:?}", report.outcome);
+    };
+    assert_eq!(
+        payload,
+        &json!({
+            "read": {"API_TOKEN": "***", "HOOK_URL": "***", "GONE": null, "NOT_GRANTED": null},
+            "values": ["***", "***"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_secret_in_an_error_or_a_panic_is_masked() {
+    let runner = runner();
+    let report = run_secret_case(
+        &runner,
+        json!({"case": "secret", "names": ["API_TOKEN"], "end": "error"}),
+        None,
+    )
+    .await;
+    assert_no_value(&report);
+    assert_eq!(
+        failure(&report),
+        (FailureKind::GuestError, "failed holding ***")
+    );
+    let report = run_secret_case(
+        &runner,
+        json!({"case": "secret", "names": ["HOOK_URL", "API_TOKEN"], "end": "panic"}),
+        None,
+    )
+    .await;
+    assert_no_value(&report);
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::Panic);
+    assert!(message.ends_with("panicked holding ***, ***"), "{message}");
+}
+
+#[tokio::test]
+async fn without_grants_every_secret_reads_as_none() {
+    let runner = runner();
+    let workflow = load(&runner, "hostile").await;
+    let input = TriggerInput {
+        trigger: "thread.created".into(),
+        payload: json!({"case": "secret", "names": ["API_TOKEN"]}),
+    };
+    let report = runner
+        .run(&workflow, &context("atr_ungranted"), &input)
+        .await;
+    assert_eq!(report.output.lines, ["API_TOKEN is not readable"]);
 }

@@ -164,6 +164,7 @@ impl AccessStore for SledStore {
             self.remove_prefix(&self.index, &key(&[part, id.as_str(), ""]))?;
         }
         self.remove_prefix(&self.automations, &key(&[id.as_str(), ""]))?;
+        self.remove_prefix(&self.secrets, &key(&[id.as_str(), ""]))?;
         self.written(Commit::Durable)
     }
 

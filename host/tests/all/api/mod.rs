@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 mod auth;
 mod capabilities;
 mod edge;
+mod secrets;
 
 use crate::common::{self, InProcessServer};
 

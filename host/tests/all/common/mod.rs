@@ -26,6 +26,7 @@ pub fn config(data_dir: &Path) -> ServerConfig {
         metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         metrics: Default::default(),
         retention: Default::default(),
+        secrets: Default::default(),
     }
 }
 

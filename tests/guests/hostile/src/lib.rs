@@ -97,6 +97,11 @@ impl Guest for Hostile {
             }
             // An error message of `bytes` bytes.
             "big_error" => Err("e".repeat(payload["bytes"].as_u64().unwrap_or(1) as usize)),
+            // Reads the secrets `names`, prints each value split across two
+            // writes, to stderr and in a log line, then sleeps `sleep_ms`
+            // and ends as `end` says: `error` or `panic` quoting the values,
+            // else a payload holding them.
+            "secret" => secret(&payload),
             "sleep" => {
                 println!("going to sleep");
                 std::thread::sleep(Duration::from_secs(3600));
@@ -104,6 +109,43 @@ impl Guest for Hostile {
             }
             other => Err(format!("unknown case `{other}`")),
         }
+    }
+}
+
+fn secret(payload: &Value) -> Result<String, String> {
+    use std::io::Write as _;
+    let names: Vec<&str> = payload["names"]
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut read = automata_guest::serde_json::Map::new();
+    let mut values = Vec::new();
+    for name in names {
+        let value = automata_guest::secrets::get(name);
+        match &value {
+            Some(value) => {
+                let mid = (0..=value.len() / 2)
+                    .rev()
+                    .find(|&i| value.is_char_boundary(i))
+                    .unwrap_or(0);
+                print!("{name}={}", &value[..mid]);
+                let _ = std::io::stdout().flush();
+                println!("{}", &value[mid..]);
+                eprintln!("stderr has {value}");
+                log::warn(format!("log has {value}"));
+                values.push(value.clone());
+            }
+            None => println!("{name} is not readable"),
+        }
+        read.insert(name.to_owned(), json!(value));
+    }
+    if let Some(ms) = payload["sleep_ms"].as_u64() {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    match payload["end"].as_str() {
+        Some("error") => Err(format!("failed holding {}", values.join(", "))),
+        Some("panic") => panic!("panicked holding {}", values.join(", ")),
+        _ => Ok(json!({ "read": read, "values": values }).to_string()),
     }
 }
 

@@ -19,6 +19,7 @@ use super::{TestServer, assert_error, id};
 const NO_AUTOMATION: &str = "aut_01jdqm3k5v8x2n7w4c9b6e1f0a";
 const NO_RUN: &str = "atr_01jdqm3k5v8x2n7w4c9b6e1f0a";
 const NO_KEY: &str = "key_01jdqm3k5v8x2n7w4c9b6e1f0a";
+const NO_SECRET: &str = "NO_SUCH_SECRET";
 /// Routes anyone may call.
 const PUBLIC: &[&str] = &["/openapi.json", "/healthz", "/readyz"];
 
@@ -128,7 +129,8 @@ async fn every_route_in_the_openapi_document_has_an_access_decision_that_holds()
                 .replace("{app_id}", "tenant-b")
                 .replace("{id}", NO_AUTOMATION)
                 .replace("{run_id}", NO_RUN)
-                .replace("{key_id}", NO_KEY);
+                .replace("{key_id}", NO_KEY)
+                .replace("{name}", NO_SECRET);
             assert!(
                 !path.contains('{'),
                 "{template}: a path parameter this test does not know"

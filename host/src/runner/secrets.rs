@@ -1,0 +1,370 @@
+//! Secrets in a run: what the guest may read through `secrets.get`, and the
+//! masking that keeps their values out of everything the run leaves behind.
+//!
+//! The host resolves a run's secrets before it starts ([`RunSecrets`]: the
+//! automation's granted names, each with its value or why it has none); the
+//! runner never touches the store.
+//!
+//! **Masking rule.** Every value the run is granted — read or not — is
+//! replaced by `***` wherever it appears in the run's output lines (stdout,
+//! stderr, log lines; live output included), its returned payload (strings,
+//! object keys and numbers) and its error. Matching is exact and on whole
+//! lines, so a value written in several chunks is caught once its line is
+//! complete. A value of several lines is masked whole, and each of its lines
+//! of at least [`MIN_VALUE_BYTES`] bytes is masked on its own, since output is
+//! cut into lines; shorter lines of such a value are not. Where the host cuts
+//! an endless line at the output cap, a trailing start of a value is masked
+//! too. Values are at least [`MIN_VALUE_BYTES`] bytes (refused at `PUT`).
+//!
+//! Masking guards against accidents, not against a hostile workflow: code
+//! that is granted a secret can transform it (reverse, encode, split) before
+//! printing it. Grant secrets only to workflows you trust with them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::domain::outcome::{Failure, Outcome};
+use crate::domain::secret::MIN_VALUE_BYTES;
+
+/// What replaces a secret's value.
+pub const MASK: &str = "***";
+
+/// One granted secret, as the run sees it.
+#[derive(Clone, PartialEq, Eq)]
+enum Grant {
+    /// Its value.
+    Value(String),
+    /// Granted, but no value to give: why (not set, cannot be opened).
+    Unavailable(String),
+}
+
+/// The secrets a run is granted: by name, each with its value or the reason
+/// it has none. Cheap to clone; `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RunSecrets {
+    grants: Arc<BTreeMap<String, Grant>>,
+}
+
+impl fmt::Debug for RunSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.grants.keys()).finish()
+    }
+}
+
+/// Why `secrets.get` gave the guest nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The automation is not granted the name.
+    NotGranted,
+    /// Granted, but there is no value: why.
+    Unavailable(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotGranted => f.write_str(
+                "not granted to this automation (add the name to its capabilities.secrets)",
+            ),
+            Refusal::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl RunSecrets {
+    /// Grants built from `(name, Ok(value) | Err(why it has none))`.
+    pub fn new(grants: impl IntoIterator<Item = (String, Result<String, String>)>) -> Self {
+        let grants = grants
+            .into_iter()
+            .map(|(name, value)| {
+                let grant = match value {
+                    Ok(value) => Grant::Value(value),
+                    Err(why) => Grant::Unavailable(why),
+                };
+                (name, grant)
+            })
+            .collect();
+        RunSecrets {
+            grants: Arc::new(grants),
+        }
+    }
+
+    /// The value of `name` for the guest, or why there is none.
+    pub fn get(&self, name: &str) -> Result<&str, Refusal> {
+        match self.grants.get(name) {
+            Some(Grant::Value(value)) => Ok(value),
+            Some(Grant::Unavailable(why)) => Err(Refusal::Unavailable(why.clone())),
+            None => Err(Refusal::NotGranted),
+        }
+    }
+
+    /// The masker for every granted value.
+    pub fn masker(&self) -> Masker {
+        Masker::new(self.grants.values().filter_map(|grant| match grant {
+            Grant::Value(value) => Some(value.as_str()),
+            Grant::Unavailable(_) => None,
+        }))
+    }
+}
+
+/// Replaces secret values by [`MASK`] in text and JSON. Cheap to clone;
+/// `Debug` never shows a value.
+#[derive(Clone, Default)]
+pub struct Masker {
+    /// Longest first, no duplicates.
+    patterns: Arc<Vec<String>>,
+}
+
+impl fmt::Debug for Masker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Masker({} patterns)", self.patterns.len())
+    }
+}
+
+impl Masker {
+    /// A masker for `values`: each whole, and each line of a value of
+    /// several lines that is at least [`MIN_VALUE_BYTES`] long.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut patterns: Vec<String> = Vec::new();
+        for value in values {
+            if value.is_empty() {
+                continue;
+            }
+            patterns.push(value.to_owned());
+            if value.contains('\n') {
+                patterns.extend(
+                    value
+                        .split('\n')
+                        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                        .filter(|line| line.len() >= MIN_VALUE_BYTES)
+                        .map(str::to_owned),
+                );
+            }
+        }
+        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        patterns.dedup();
+        Masker {
+            patterns: Arc::new(patterns),
+        }
+    }
+
+    /// Whether there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// `text` with every occurrence of a value replaced by [`MASK`]
+    /// (overlapping occurrences become one mask).
+    pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.mask_ranges(text, false)
+    }
+
+    /// As [`mask`](Self::mask), for text cut short: a value's beginning at
+    /// its very end is masked too.
+    pub fn mask_cut<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.mask_ranges(text, true)
+    }
+
+    fn mask_ranges<'t>(&self, text: &'t str, cut: bool) -> Cow<'t, str> {
+        if self.is_empty() || text.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for pattern in self.patterns.iter() {
+            let mut from = 0;
+            while let Some(found) = text[from..].find(pattern.as_str()) {
+                let start = from + found;
+                ranges.push((start, start + pattern.len()));
+                // Overlapping occurrences too: resume one character on.
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+            }
+            if cut
+                && let Some(k) = (1..pattern.len())
+                    .rev()
+                    .find(|&k| pattern.is_char_boundary(k) && text.ends_with(&pattern[..k]))
+            {
+                ranges.push((text.len() - k, text.len()));
+            }
+        }
+        if ranges.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        ranges.sort_unstable();
+        let mut masked = String::with_capacity(text.len());
+        let mut written = 0;
+        let mut current: Option<(usize, usize)> = None;
+        for (start, end) in ranges {
+            match &mut current {
+                Some((_, current_end)) if start <= *current_end => {
+                    *current_end = (*current_end).max(end);
+                }
+                _ => {
+                    if let Some((s, e)) = current.take() {
+                        masked.push_str(&text[written..s]);
+                        masked.push_str(MASK);
+                        written = e;
+                    }
+                    current = Some((start, end));
+                }
+            }
+        }
+        if let Some((s, e)) = current {
+            masked.push_str(&text[written..s]);
+            masked.push_str(MASK);
+            written = e;
+        }
+        masked.push_str(&text[written..]);
+        Cow::Owned(masked)
+    }
+
+    /// `outcome` with its payload or failure message masked.
+    pub fn mask_outcome(&self, outcome: Outcome) -> Outcome {
+        if self.is_empty() {
+            return outcome;
+        }
+        match outcome {
+            Outcome::Completed(payload) => Outcome::Completed(self.mask_json(payload)),
+            Outcome::Failed(failure) => Outcome::Failed(Failure {
+                message: self.mask(&failure.message).into_owned(),
+                ..failure
+            }),
+            Outcome::Cancelled => Outcome::Cancelled,
+        }
+    }
+
+    /// `value` with every string, object key and number masked; a number
+    /// holding a value becomes a string.
+    pub fn mask_json(&self, value: Value) -> Value {
+        if self.is_empty() {
+            return value;
+        }
+        match value {
+            Value::String(text) => match self.mask(&text) {
+                Cow::Borrowed(_) => Value::String(text),
+                Cow::Owned(masked) => Value::String(masked),
+            },
+            Value::Number(number) => {
+                let text = number.to_string();
+                match self.mask(&text) {
+                    Cow::Borrowed(_) => Value::Number(number),
+                    Cow::Owned(masked) => Value::String(masked),
+                }
+            }
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.mask_json(v)).collect())
+            }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, v)| (self.mask(&key).into_owned(), self.mask_json(v)))
+                    .collect::<Map<_, _>>(),
+            ),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const TOKEN: &str = "tok-4f9a8b7c";
+    const HOOK: &str = "https://hooks.example.com/T0/B0";
+
+    fn masker() -> Masker {
+        Masker::new([TOKEN, HOOK])
+    }
+
+    #[test]
+    fn every_occurrence_is_masked_and_the_rest_kept() {
+        let m = masker();
+        assert_eq!(m.mask("nothing here"), "nothing here");
+        assert!(matches!(m.mask("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(
+            m.mask(&format!("token={TOKEN}, again {TOKEN}; url {HOOK}/x")),
+            "token=***, again ***; url ***/x"
+        );
+        assert_eq!(m.mask(&format!("{TOKEN}{TOKEN}")), "***");
+        assert_eq!(Masker::default().mask(TOKEN), TOKEN);
+    }
+
+    #[test]
+    fn overlapping_values_leave_nothing_of_either() {
+        let m = Masker::new(["abcdefgh", "efghijkl"]);
+        assert_eq!(m.mask("xxabcdefghijklyy"), "xx***yy");
+        let periodic = Masker::new(["aaaaaaaa"]);
+        assert_eq!(periodic.mask("aaaaaaaaa!"), "***!");
+    }
+
+    #[test]
+    fn a_cut_line_masks_a_values_beginning_at_its_end() {
+        let m = masker();
+        assert_eq!(m.mask_cut("prefix tok-4f"), "prefix ***");
+        assert_eq!(
+            m.mask_cut(&format!("{TOKEN} and https://hoo")),
+            "*** and ***"
+        );
+        assert_eq!(m.mask("prefix tok-4f"), "prefix tok-4f", "only when cut");
+        assert_eq!(m.mask_cut("nothing"), "nothing");
+    }
+
+    #[test]
+    fn a_value_of_several_lines_is_masked_whole_and_by_line() {
+        let pem = "-----BEGIN KEY-----\r\nMIIBVwIBADANBgkq\r\nabc\r\n-----END KEY-----";
+        let m = Masker::new([pem]);
+        assert_eq!(m.mask(&format!("key: {pem}")), "key: ***");
+        assert_eq!(m.mask("MIIBVwIBADANBgkq"), "***");
+        assert_eq!(m.mask("-----END KEY-----"), "***");
+        assert_eq!(
+            m.mask("abc"),
+            "abc",
+            "lines under 8 bytes are not masked alone"
+        );
+    }
+
+    #[test]
+    fn json_strings_keys_and_numbers_are_masked_and_nothing_else() {
+        let m = Masker::new([TOKEN, "12345678901234567890"]);
+        let payload = json!({
+            "sent": format!("Bearer {TOKEN}"),
+            TOKEN: [1, true, null, {"deep": TOKEN}],
+            "n": serde_json::from_str::<Value>("12345678901234567890").unwrap(),
+            "kept": 42,
+        });
+        assert_eq!(
+            m.mask_json(payload),
+            json!({
+                "sent": "Bearer ***",
+                "***": [1, true, null, {"deep": "***"}],
+                "n": "***",
+                "kept": 42,
+            })
+        );
+    }
+
+    #[test]
+    fn grants_give_values_or_say_why_not_and_debug_shows_names_only() {
+        let secrets = RunSecrets::new([
+            ("TOKEN".to_owned(), Ok(TOKEN.to_owned())),
+            (
+                "GONE".to_owned(),
+                Err("not set in app `default`".to_owned()),
+            ),
+        ]);
+        assert_eq!(secrets.get("TOKEN"), Ok(TOKEN));
+        assert_eq!(
+            secrets.get("GONE"),
+            Err(Refusal::Unavailable("not set in app `default`".into()))
+        );
+        assert_eq!(secrets.get("OTHER"), Err(Refusal::NotGranted));
+        assert_eq!(format!("{secrets:?}"), r#"{"GONE", "TOKEN"}"#);
+        assert_eq!(secrets.masker().mask(TOKEN), "***");
+        assert!(!format!("{:?}", secrets.masker()).contains("tok"));
+    }
+}

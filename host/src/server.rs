@@ -150,19 +150,22 @@ impl Server {
                 config.service,
                 Arc::clone(&metrics),
             )
-            .with_secret_key(secret_key),
+            .with_secret_key(secret_key.clone()),
         );
         bootstrap(&service, config).await?;
         let authenticator = Arc::new(Authenticator::new(
             Arc::clone(service.store()),
             config.auth.clone(),
         ));
-        let execution = Arc::new(Execution::new(
-            Arc::clone(service.store()),
-            Arc::clone(service.runner()),
-            config.execution.clone(),
-            Arc::clone(&metrics),
-        ));
+        let execution = Arc::new(
+            Execution::new(
+                Arc::clone(service.store()),
+                Arc::clone(service.runner()),
+                config.execution.clone(),
+                Arc::clone(&metrics),
+            )
+            .with_secret_key(secret_key),
+        );
         let listener = bind(config.listen).await?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(bind(addr).await?),

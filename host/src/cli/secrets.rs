@@ -173,18 +173,31 @@ pub(super) async fn list_secrets(connection: &Connection) -> anyhow::Result<Exit
     let rows: Vec<Vec<Cell>> = items(&list)
         .iter()
         .map(|s| {
+            let granted: Vec<String> = s["granted_to"]
+                .as_array()
+                .map(|a| a.iter().map(|g| text(g, "name")).collect())
+                .unwrap_or_default();
+            let granted = if granted.is_empty() {
+                "-".to_owned()
+            } else {
+                granted.join(", ")
+            };
             vec![
                 cell(s, "name"),
                 ago(s, "created_at", now),
                 ago(s, "updated_at", now),
                 cell(s, "updated_by"),
+                Cell::from(granted),
             ]
         })
         .collect();
     if rows.is_empty() {
         eprintln!("No secrets found in app `{}`.", connection.app);
     } else {
-        out.table(&["NAME", "CREATED", "UPDATED", "UPDATED BY"], rows);
+        out.table(
+            &["NAME", "CREATED", "UPDATED", "UPDATED BY", "GRANTED TO"],
+            rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,10 +20,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::ids::AppId;
+use super::automation::Automation;
+use super::capabilities;
+use super::ids::{AppId, AutomationId};
 
-/// Longest secret name, in characters.
-pub const MAX_NAME_LEN: usize = 64;
 /// Shortest secret value, in bytes (see the module docs: masking).
 pub const MIN_VALUE_BYTES: usize = 8;
 /// Longest secret value, in bytes.
@@ -68,14 +68,10 @@ impl SecretName {
     }
 }
 
+/// The one naming rule, shared with the grants that name secrets
+/// ([`capabilities::check_secret_name`]), so every secret can be granted.
 fn valid_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_uppercase() || b == b'_');
-    first_ok
-        && name.len() <= MAX_NAME_LEN
-        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    capabilities::check_secret_name(name).is_ok()
 }
 
 impl FromStr for SecretName {
@@ -86,7 +82,12 @@ impl FromStr for SecretName {
             return Ok(SecretName(name.to_owned()));
         }
         let upper = name.to_ascii_uppercase().replace('-', "_");
-        let shown: String = name.chars().take(MAX_NAME_LEN + 16).collect();
+        let shown = name
+            .chars()
+            .take(capabilities::MAX_SECRET_NAME_LEN + 16)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
         Err(SecretError::InvalidName {
             name: shown,
             suggestion: valid_name(&upper).then_some(upper),
@@ -214,6 +215,15 @@ pub struct SecretRecord {
     pub sealed: Sealed,
 }
 
+/// An automation granted a secret, as shown next to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Grantee {
+    /// The automation's id (`aut_…`).
+    pub id: AutomationId,
+    /// The automation's name.
+    pub name: String,
+}
+
 /// A secret as the API shows it: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Secret {
@@ -230,17 +240,29 @@ pub struct Secret {
     /// The key that last set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_by: Option<String>,
+    /// The automations whose `capabilities.secrets` name it: their
+    /// workflows may read it.
+    pub granted_to: Vec<Grantee>,
 }
 
 impl Secret {
-    /// The view of a stored secret.
-    pub fn view(record: &SecretRecord) -> Secret {
+    /// The view of a stored secret, with the automations of `automations`
+    /// granted it.
+    pub fn view(record: &SecretRecord, automations: &[Automation]) -> Secret {
         Secret {
             name: record.name.clone(),
             created_at: record.created_at,
             updated_at: record.updated_at,
             created_by: record.created_by.clone(),
             updated_by: record.updated_by.clone(),
+            granted_to: automations
+                .iter()
+                .filter(|a| a.capabilities.grants_secret(record.name.as_str()))
+                .map(|a| Grantee {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                })
+                .collect(),
         }
     }
 }

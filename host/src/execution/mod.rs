@@ -14,11 +14,12 @@
 mod live;
 mod queue;
 mod scheduler;
+mod secrets;
 mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,7 @@ use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
 use crate::metrics::{EventResult, Metrics, RunOrigin, Snapshot};
 use crate::runner::Runner;
+use crate::service::secret_key::SecretKey;
 use crate::service::{AutomationChange, current_actor};
 use crate::store::{EventRecord, Store, StoreError};
 pub use live::OutputEvent;
@@ -142,6 +144,8 @@ struct Shared {
     streams_closed: watch::Sender<bool>,
     /// Counts runs, events and ticks.
     metrics: Arc<Metrics>,
+    /// Opens the secrets runs are granted ([`Execution::with_secret_key`]).
+    secret_key: OnceLock<SecretKey>,
 }
 
 impl Shared {
@@ -377,10 +381,20 @@ impl Execution {
                 live: live::LiveRuns::default(),
                 streams_closed: watch::Sender::new(false),
                 metrics,
+                secret_key: OnceLock::new(),
             }),
             tasks: Mutex::default(),
             started: AtomicBool::new(false),
         }
+    }
+
+    /// This execution plane with `key` opening the secrets runs are granted
+    /// (without one, a granted secret reads as none, the run's host calls
+    /// saying why).
+    pub fn with_secret_key(self, key: SecretKey) -> Self {
+        // Set once, before anything runs.
+        let _ = self.shared.secret_key.set(key);
+        self
     }
 
     /// Recovers what a previous process left (running runs fail or retry,

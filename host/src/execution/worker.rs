@@ -62,10 +62,16 @@ async fn execute_run(
             Some(config_id) => s.store.config(&run.app_id, config_id)?,
             None => None,
         };
-        Ok::<_, StoreError>(Some((run, automation, config)))
+        let secrets = super::secrets::granted(
+            s.store.as_ref(),
+            s.secret_key.get(),
+            &run.app_id,
+            automation.as_ref(),
+        )?;
+        Ok::<_, StoreError>(Some((run, automation, config, secrets)))
     })
     .await?;
-    let Some((run, automation, config)) = loaded else {
+    let Some((run, automation, config, secrets)) = loaded else {
         return Ok(());
     };
     // Cancelled (paused, deleted, by an operator) after it was queued.
@@ -125,7 +131,7 @@ async fn execute_run(
             .unwrap_or_default(),
         cancel: Some(cancel.clone()),
         live: Some(live),
-        ..RunOptions::default()
+        secrets,
     };
     let report = shared
         .runner

@@ -66,7 +66,7 @@ impl Service {
         let by = current_actor();
         let _guard = self.control.lock().await;
         let (app_id, wanted) = (app.clone(), name.clone());
-        let (previous, count) = self
+        let (previous, count, automations) = self
             .blocking(move |store| {
                 let previous = store.secret(&app_id, &wanted)?;
                 let count = if previous.is_none() {
@@ -74,7 +74,7 @@ impl Service {
                 } else {
                     0
                 };
-                Ok((previous, count))
+                Ok((previous, count, store.automations(&app_id)?))
             })
             .await?;
         if previous.is_none() && count >= MAX_SECRETS_PER_APP {
@@ -99,16 +99,22 @@ impl Service {
             .blocking(move |store| store.put_secret(&stored))
             .await?;
         Ok(SecretWrite {
-            secret: Secret::view(&record),
+            secret: Secret::view(&record, &automations),
             created,
         })
     }
 
-    /// The secrets of `app`, by name (never their values).
+    /// The secrets of `app`, by name, each with the automations granted it
+    /// (never their values).
     pub async fn secrets(&self, app: &AppId) -> Result<Vec<Secret>, ServiceError> {
         let app = app.clone();
-        let records = self.blocking(move |store| store.secrets(&app)).await?;
-        Ok(records.iter().map(Secret::view).collect())
+        let (records, automations) = self
+            .blocking(move |store| Ok((store.secrets(&app)?, store.automations(&app)?)))
+            .await?;
+        Ok(records
+            .iter()
+            .map(|record| Secret::view(record, &automations))
+            .collect())
     }
 
     /// Deletes the secret `name` of `app` (404 if there is none). Runs that

@@ -9,6 +9,7 @@ use automata_e2e::{ADMIN_TOKEN, ServeProcess, guest_path, spawn_serve};
 use serde_json::Value;
 
 mod readme;
+mod secrets;
 
 const BIN: &str = env!("CARGO_BIN_EXE_automata");
 

@@ -385,3 +385,142 @@ async fn the_secrets_routes_are_documented_and_take_no_query_parameters() {
     );
     server.stop().await;
 }
+
+/// The values the run tests set: one granted, one not.
+const GRANTED: &str = "granted-VALUE-3c2b1a0f9e8d";
+const UNGRANTED: &str = "ungranted-VALUE-5e4d3c2b1a0f";
+
+/// Sends `thread.created` with `payload` and returns the run's id.
+async fn send(server: &TestServer, payload: Value) -> String {
+    let (status, receipt) = server
+        .post(
+            "/apps/default/events",
+            json!({"trigger": "thread.created", "payload": payload}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    receipt["run_ids"][0].as_str().expect("one run").to_owned()
+}
+
+/// Polls the run until it has ended.
+async fn ended(server: &TestServer, run: &str) -> Value {
+    for _ in 0..600 {
+        let (_, found) = server
+            .get(&format!("/apps/default/automations/runs/{run}"))
+            .await;
+        if ["completed", "failed", "cancelled"].contains(&found["status"].as_str().unwrap_or("")) {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {run} did not end");
+}
+
+fn assert_masked(what: &str, text: &str) {
+    for value in [GRANTED, UNGRANTED, &GRANTED[..14]] {
+        assert!(!text.contains(value), "{what} holds {value}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reads_only_granted_secrets_and_never_shows_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    for (name, value) in [("API_TOKEN", GRANTED), ("OTHER_TOKEN", UNGRANTED)] {
+        let (status, _) = put(&server, "default", name, json!({"value": value})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let config = server.upload("hostile").await;
+    let automation = server
+        .create(json!({
+            "name": "Reads secrets", "type": "trigger", "trigger": "thread.created",
+            "config_id": config["id"],
+            "capabilities": {"secrets": ["API_TOKEN", "NOT_SET"]},
+        }))
+        .await;
+    let id = automation["id"].as_str().unwrap();
+    let (status, _) = server
+        .action(&format!("/apps/default/automations/{id}/activate"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = server.get("/apps/default/secrets").await;
+    assert_eq!(
+        list["data"][0]["granted_to"],
+        json!([{"id": id, "name": "Reads secrets"}])
+    );
+    assert_eq!(list["data"][1]["granted_to"], json!([]));
+
+    // Printed (in two writes), logged, on stderr, and returned; the run
+    // sleeps so its live output can be read while it runs.
+    let run = send(
+        &server,
+        json!({"case": "secret", "names": ["API_TOKEN", "OTHER_TOKEN", "NOT_SET"],
+               "sleep_ms": 1500}),
+    )
+    .await;
+    let output = format!("/apps/default/automations/runs/{run}/output");
+    let mut live = Value::Null;
+    for _ in 0..200 {
+        let (_, found) = server.get(&output).await;
+        if found["status"] == "running" && found["data"].as_array().is_some_and(|l| l.len() >= 5) {
+            live = found;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(live["data"][0], "API_TOKEN=***", "{live}");
+    assert_masked("live output", &live.to_string());
+    let followed = server
+        .client
+        .get(format!("{}{output}?follow=true", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(followed.contains("API_TOKEN=***"), "{followed}");
+    assert_masked("followed output", &followed);
+
+    let done = ended(&server, &run).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_masked("the run", &done.to_string());
+    assert_eq!(
+        done["result"]["output"],
+        json!([
+            "API_TOKEN=***",
+            "[stderr] stderr has ***",
+            "[warn] log has ***",
+            "OTHER_TOKEN is not readable",
+            "NOT_SET is not readable",
+        ])
+    );
+    assert_eq!(
+        done["result"]["payload"],
+        json!({"read": {"API_TOKEN": "***", "OTHER_TOKEN": null, "NOT_SET": null},
+               "values": ["***"]})
+    );
+
+    // In the error of a failed run too.
+    let run = send(
+        &server,
+        json!({"case": "secret", "names": ["API_TOKEN"], "end": "error"}),
+    )
+    .await;
+    let failed = ended(&server, &run).await;
+    assert_eq!(failed["result"]["error"], "failed holding ***", "{failed}");
+    assert_masked("the failed run", &failed.to_string());
+    server.stop().await;
+
+    // Nothing the runs left on disk holds a value either.
+    for file in files(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for value in [GRANTED, UNGRANTED] {
+            assert!(
+                !contains(&bytes, value.as_bytes()),
+                "{} holds {value}",
+                file.display()
+            );
+        }
+    }
+}

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::args::UsageError;
 use crate::backup::{BACKUP_REQUEST, BackupReader, BackupWriter, ERROR_PREFIX, MAGIC, socket_path};
+use crate::service::secret_key::{SECRET_KEY_ENV, SECRET_KEY_FILE};
 use crate::store::{
     BackupKind, BackupStore as _, Durability, SledStore, Store, StoreError, StoreOptions,
 };
@@ -222,6 +223,7 @@ impl Restore {
         let [
             apps,
             keys,
+            secrets,
             configs,
             blobs,
             automations,
@@ -234,7 +236,7 @@ impl Restore {
             out,
             "Restored {records} records into {}: {apps} apps, {automations} automations, \
              {configs} configs ({blobs} components), {runs} runs, {state} cursors and receipts, \
-             {keys} key entries.",
+             {keys} key entries, {secrets} secrets.",
             self.data_dir.display()
         )?;
         if quarantine > 0 {
@@ -244,6 +246,15 @@ impl Restore {
                 "The quarantine came along: {} record(s) the host could not read \
                  (`automata doctor --data-dir {}` lists them).",
                 quarantine / 2,
+                self.data_dir.display()
+            )?;
+        }
+        if secrets > 0 {
+            writeln!(
+                out,
+                "The secrets are sealed and the backup holds no key: serve the copy with the key \
+                 they were sealed with (copy the old data directory's `{SECRET_KEY_FILE}` into \
+                 {}, or set {SECRET_KEY_ENV}).",
                 self.data_dir.display()
             )?;
         }

@@ -26,14 +26,18 @@ pub enum BackupKind {
     /// The quarantine as stored (`m/{id}` metadata, `v/{id}` bytes): records
     /// the host could not read, kept for an operator.
     Quarantine,
+    /// An app secret (JSON, its value sealed; never the key), key
+    /// `{app}/{name}`.
+    Secret,
 }
 
 impl BackupKind {
-    /// Every kind, in the order a backup lists them: apps and keys first,
+    /// Every kind, in the order a backup lists them: apps, keys and secrets first,
     /// configs before the blobs they point at, automations before their runs.
-    pub const ALL: [BackupKind; 8] = [
+    pub const ALL: [BackupKind; 9] = [
         BackupKind::App,
         BackupKind::Key,
+        BackupKind::Secret,
         BackupKind::Config,
         BackupKind::Blob,
         BackupKind::Automation,
@@ -53,6 +57,7 @@ impl BackupKind {
             BackupKind::Quarantine => 8,
             BackupKind::App => 6,
             BackupKind::Key => 7,
+            BackupKind::Secret => 9,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The sled side of [`BackupStore`]. Records are the `apps`, `keys`,
-//! `automations`, `configs`, `blobs`, `runs` and `quarantine` trees plus the
+//! `secrets` (sealed), `automations`, `configs`, `blobs`, `runs` and `quarantine` trees plus the
 //! index's `sc/` (scheduler cursors) and `ev/` (receipts) entries; every other index entry (`lk/`,
 //! `tr/`, `ar/`, `as/`, `rs/`, `ap/`, `ps/`, `pt/`, `br/`) is derived from
 //! records and rebuilt.
@@ -35,6 +35,7 @@ impl SledStore {
             BackupKind::App => &self.apps,
             BackupKind::Key => &self.keys,
             BackupKind::Quarantine => &self.quarantine,
+            BackupKind::Secret => &self.secrets,
         }
     }
 

@@ -524,3 +524,81 @@ async fn a_run_reads_only_granted_secrets_and_never_shows_their_values() {
         }
     }
 }
+
+/// `automata <args>`: exit code and stdout + stderr.
+fn automata(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(args)
+        .env_remove("AUTOMATA_SECRET_KEY")
+        .output()
+        .expect("automata runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_carry_secrets_sealed_and_a_restore_needs_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data).await;
+    let (status, _) = put(&server, "default", "BACKED_UP", json!({"value": VALUE})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    server.stop().await;
+
+    let file = dir.path().join("automata.backup");
+    let (code, out) = automata(&[
+        "backup".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(
+        !contains(&bytes, VALUE.as_bytes()),
+        "the backup holds the value"
+    );
+    let key_text = std::fs::read_to_string(data.join(SECRET_KEY_FILE)).unwrap();
+    assert!(
+        !contains(&bytes, key_text.trim().as_bytes()),
+        "the backup holds the key"
+    );
+
+    let restored = dir.path().join("restored");
+    let (code, out) = automata(&[
+        "restore".as_ref(),
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+        "--from".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 secrets."), "{out}");
+    assert!(
+        out.contains("copy the old data directory's `secret-key`"),
+        "{out}"
+    );
+
+    // Without the key the copy does not start; with it, the secret is there.
+    let error = start_with(&restored, SecretsConfig::default())
+        .await
+        .err()
+        .expect("refused without the key");
+    assert!(error.to_string().contains("is missing"), "{error}");
+    std::fs::copy(data.join(SECRET_KEY_FILE), restored.join(SECRET_KEY_FILE)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key_file = restored.join(SECRET_KEY_FILE);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = TestServer::start(&restored).await;
+    let (_, list) = server.get("/apps/default/secrets").await;
+    assert_eq!(list["data"][0]["name"], "BACKED_UP");
+    server.stop().await;
+}

@@ -4,7 +4,7 @@
 
 use crate::domain::automation::Automation;
 use crate::domain::ids::AppId;
-use crate::domain::secret::SecretName;
+use crate::domain::secret::{SecretName, SecretRecord};
 use crate::runner::RunSecrets;
 use crate::service::secret_key::SecretKey;
 use crate::store::{Store, StoreError};
@@ -27,11 +27,12 @@ pub(super) fn granted(
     for name in names {
         let value = match name.parse::<SecretName>() {
             Err(error) => Err(error.to_string()),
-            Ok(parsed) => match store.secret(app, &parsed)? {
-                None => Err(format!(
+            Ok(parsed) => match stored(store, app, &parsed)? {
+                Err(why) => Err(why),
+                Ok(None) => Err(format!(
                     "not set in app `{app}` (`automata set secret {name}`)"
                 )),
-                Some(record) => match key {
+                Ok(Some(record)) => match key {
                     None => Err("this host has no secret key".to_owned()),
                     Some(key) => key.open(app, &parsed, &record.sealed).map_err(|error| {
                         tracing::warn!(%app, secret = %name, "a granted secret cannot be opened: {error}");
@@ -43,4 +44,21 @@ pub(super) fn granted(
         grants.push((name.clone(), value));
     }
     Ok(RunSecrets::new(grants))
+}
+
+/// The stored secret, or why it cannot be read: a record that does not
+/// decode makes this secret unreadable, not the run unable to start.
+fn stored(
+    store: &dyn Store,
+    app: &AppId,
+    name: &SecretName,
+) -> Result<Result<Option<SecretRecord>, String>, StoreError> {
+    match store.secret(app, name) {
+        Ok(found) => Ok(Ok(found)),
+        Err(StoreError::Corrupt(error)) => {
+            tracing::error!(%app, secret = %name, "a granted secret's record is damaged: {error}");
+            Ok(Err("its stored record is damaged; set it again".to_owned()))
+        }
+        Err(other) => Err(other),
+    }
 }

@@ -8,6 +8,7 @@ use crate::domain::secret::{
     self, MAX_SECRETS_PER_APP, Secret, SecretError, SecretName, SecretRecord, SecretValue,
 };
 use crate::service::secret_key::{SecretKey, SecretKeyError};
+use crate::store::StoreError;
 
 impl From<SecretError> for ServiceError {
     fn from(error: SecretError) -> Self {
@@ -68,7 +69,11 @@ impl Service {
         let (app_id, wanted) = (app.clone(), name.clone());
         let (previous, count, automations) = self
             .blocking(move |store| {
-                let previous = store.secret(&app_id, &wanted)?;
+                // A damaged record is replaced like an absent one.
+                let previous = match store.secret(&app_id, &wanted) {
+                    Err(StoreError::Corrupt(_)) => None,
+                    other => other?,
+                };
                 let count = if previous.is_none() {
                     store.secrets(&app_id)?.len()
                 } else {

@@ -13,6 +13,18 @@ fn secret_key(app: &AppId, name: &SecretName) -> Vec<u8> {
     key(&[app.as_str(), name.as_str()])
 }
 
+/// The record, or `None` (logged) for one that does not decode: a damaged
+/// secret is left out of lists and the start's key check rather than
+/// failing them; reading it by name says it is damaged, and setting it
+/// again replaces it.
+fn readable(key: &[u8], value: &[u8]) -> Option<SecretRecord> {
+    decode(value)
+        .inspect_err(|error| {
+            tracing::error!(key = %String::from_utf8_lossy(key), "a secret's record is damaged: {error}");
+        })
+        .ok()
+}
+
 impl SecretStore for SledStore {
     fn put_secret(&self, record: &SecretRecord) -> Result<bool, StoreError> {
         let previous = self
@@ -32,11 +44,12 @@ impl SecretStore for SledStore {
     }
 
     fn secrets(&self, app: &AppId) -> Result<Vec<SecretRecord>, StoreError> {
-        self.secrets
-            .scan_prefix(key(&[app.as_str(), ""]))
-            .values()
-            .map(|value| decode(&value.map_err(backend)?))
-            .collect()
+        let mut records = Vec::new();
+        for entry in self.secrets.scan_prefix(key(&[app.as_str(), ""])) {
+            let (key, value) = entry.map_err(backend)?;
+            records.extend(readable(&key, &value));
+        }
+        Ok(records)
     }
 
     fn delete_secret(&self, app: &AppId, name: &SecretName) -> Result<bool, StoreError> {
@@ -53,9 +66,11 @@ impl SecretStore for SledStore {
 
     fn secret_key_ids(&self) -> Result<Vec<(String, usize)>, StoreError> {
         let mut counts = BTreeMap::<String, usize>::new();
-        for value in self.secrets.iter().values() {
-            let record: SecretRecord = decode(&value.map_err(backend)?)?;
-            *counts.entry(record.sealed.key_id).or_default() += 1;
+        for entry in self.secrets.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            if let Some(record) = readable(&key, &value) {
+                *counts.entry(record.sealed.key_id).or_default() += 1;
+            }
         }
         Ok(counts.into_iter().collect())
     }
@@ -65,7 +80,9 @@ impl SecretStore for SledStore {
         let mut count = 0;
         for entry in self.secrets.iter() {
             let (key, value) = entry.map_err(backend)?;
-            let record: SecretRecord = decode(&value)?;
+            let Some(record) = readable(&key, &value) else {
+                continue;
+            };
             if record.sealed.key_id != keep {
                 batch.remove(key);
                 count += 1;

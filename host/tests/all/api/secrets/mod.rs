@@ -602,3 +602,64 @@ async fn backups_carry_secrets_sealed_and_a_restore_needs_their_key() {
     assert_eq!(list["data"][0]["name"], "BACKED_UP");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_secret_record_breaks_only_that_secret() {
+    use automata::store::{BackupKind, BackupRecord, BackupStore as _, SledStore, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (status, _) = put(&server, "default", "API_TOKEN", json!({"value": GRANTED})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let config = server.upload("hostile").await;
+    let automation = server
+        .create(json!({
+            "name": "Reads secrets", "type": "trigger", "trigger": "thread.created",
+            "config_id": config["id"],
+            "capabilities": {"secrets": ["API_TOKEN", "DAMAGED"]},
+        }))
+        .await;
+    let id = automation["id"].as_str().unwrap();
+    let (status, _) = server
+        .action(&format!("/apps/default/automations/{id}/activate"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+    {
+        let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        store
+            .import(&BackupRecord {
+                kind: BackupKind::Secret,
+                key: b"default/DAMAGED".to_vec(),
+                value: b"{not json".to_vec(),
+            })
+            .unwrap();
+    }
+
+    // The server starts, lists the readable secret and runs with it.
+    let server = TestServer::start(dir.path()).await;
+    let (status, list) = server.get("/apps/default/secrets").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    let run = send(
+        &server,
+        json!({"case": "secret", "names": ["API_TOKEN", "DAMAGED"]}),
+    )
+    .await;
+    let done = ended(&server, &run).await;
+    assert_eq!(
+        done["result"]["payload"]["read"],
+        json!({"API_TOKEN": "***", "DAMAGED": null}),
+        "{done}"
+    );
+    // Setting it again replaces the damaged record.
+    let (status, _) = put(&server, "default", "DAMAGED", json!({"value": VALUE})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server.get("/apps/default/secrets").await.1["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    server.stop().await;
+}

@@ -30,25 +30,12 @@ use std::time::{Duration, Instant};
 
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::runner::{Runner, RunnerConfig};
+use common::bare::{bare_pre, bare_run, wit_inputs};
 use common::{guest, median, micros, runner_run, throughput};
 use serde_json::json;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 mod common;
-
-/// Bare wasmtime's own bindings of the world, independent of the runner's.
-mod bare {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "workflow",
-        exports: { default: async },
-    });
-}
-
-use bare::automata::workflow::{log, secrets, types as wit};
-use bare::{Workflow as BareWorkflow, WorkflowPre};
 
 /// How many samples to take.
 #[derive(Clone, Copy)]
@@ -80,42 +67,6 @@ const SMOKE: Plan = Plan {
     cached_loads: 1,
 };
 
-/// Bare wasmtime's store state: WASI, a log that drops its lines and no
-/// secrets.
-struct Bare {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Bare {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl log::Host for Bare {
-    fn log(&mut self, _level: log::Level, _message: String) {}
-}
-
-impl wit::Host for Bare {}
-
-impl secrets::Host for Bare {
-    fn get(&mut self, _name: String) -> Option<String> {
-        None
-    }
-}
-
-fn bare_pre(engine: &Engine, bytes: &[u8]) -> WorkflowPre<Bare> {
-    let component = Component::new(engine, bytes).expect("the welcome example compiles");
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    BareWorkflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).unwrap();
-    WorkflowPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
-}
-
 fn uninstrumented_engine() -> Engine {
     let mut config = Config::new();
     config
@@ -136,31 +87,6 @@ fn uninstrumented_engine() -> Engine {
     Engine::new(&config).unwrap()
 }
 
-/// One bare run; `metered` engines (the runner's) need fuel and an epoch
-/// deadline set on every store.
-async fn bare_run(
-    engine: &Engine,
-    metered: bool,
-    pre: &WorkflowPre<Bare>,
-    ctx: &wit::RunContext,
-    input: &wit::TriggerInput,
-) {
-    let mut store = Store::new(
-        engine,
-        Bare {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
-    if metered {
-        store.set_fuel(u64::MAX).unwrap();
-        store.set_epoch_deadline(u64::MAX / 2);
-    }
-    let instance = pre.instantiate_async(&mut store).await.unwrap();
-    let result = instance.call_run(&mut store, ctx, input).await.unwrap();
-    assert!(result.is_ok(), "{result:?}");
-}
-
 fn inputs() -> (RunContext, TriggerInput) {
     (
         RunContext {
@@ -174,23 +100,6 @@ fn inputs() -> (RunContext, TriggerInput) {
         TriggerInput {
             trigger: "thread.member_joined".into(),
             payload: json!({"member": {"id": "usr_1", "name": "Ada"}, "thread": {"id": "thr_1", "name": "Ops"}}),
-        },
-    )
-}
-
-fn wit_inputs(ctx: &RunContext, input: &TriggerInput) -> (wit::RunContext, wit::TriggerInput) {
-    (
-        wit::RunContext {
-            app_id: ctx.app_id.clone(),
-            automation_id: ctx.automation_id.clone(),
-            run_id: ctx.run_id.clone(),
-            run_as_user_id: ctx.run_as_user_id.clone(),
-            scheduled_at: ctx.scheduled_at.clone(),
-            attempt: ctx.attempt,
-        },
-        wit::TriggerInput {
-            trigger: input.trigger.clone(),
-            payload: input.payload.to_string(),
         },
     )
 }
@@ -305,13 +214,27 @@ async fn bench(plan: Plan) {
     let one = throughput(1, plan.throughput_window, full_run.clone()).await;
     let two = throughput(2, plan.throughput_window, full_run).await;
     println!(
-        "throughput over {:?} each (2 worker threads):",
+        "throughput over {:?} each (2 worker threads); CPU per run is the process's \
+         user + system time over the runs (flat from 1 to 2 tasks = nothing serialises)",
         plan.throughput_window
     );
-    println!("  (a) bare wasmtime, 1 task:               {floor_one:>8.0} runs/s");
-    println!("  (a) bare wasmtime, 2 tasks:              {floor_two:>8.0} runs/s");
-    println!("  (b) Runner::run, 1 task:                 {one:>8.0} runs/s");
-    println!("  (b) Runner::run, 2 tasks:                {two:>8.0} runs/s");
+    for (label, figures) in [
+        ("(a) bare wasmtime, 1 task: ", floor_one),
+        ("(a) bare wasmtime, 2 tasks:", floor_two),
+        ("(b) Runner::run, 1 task:   ", one),
+        ("(b) Runner::run, 2 tasks:  ", two),
+    ] {
+        println!(
+            "  {label}             {:>8.0} runs/s   {:>6.1} µs CPU/run",
+            figures.per_second(),
+            micros(figures.cpu_per_run())
+        );
+    }
+    println!(
+        "  scaling 1 -> 2 tasks: (a) {:.2}x, (b) {:.2}x",
+        floor_two.per_second() / floor_one.per_second(),
+        two.per_second() / one.per_second()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut cold = Vec::new();

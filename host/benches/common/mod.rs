@@ -1,5 +1,5 @@
-//! What the benchmarks share: guest bytes, a checked `Runner::run`, medians,
-//! throughput.
+//! What the benchmarks share: guest bytes, a checked `Runner::run`, bare
+//! wasmtime, percentiles, throughput and the CPU time it took.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use automata::domain::outcome::Outcome;
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::runner::{Runner, Workflow};
+
+pub mod bare;
 
 /// `cargo bench` passes `--bench`; without it (`cargo test --all-targets`)
 /// a benchmark only checks that every path works, with a few samples.
@@ -53,21 +55,65 @@ pub async fn runner_run(
 }
 
 pub fn median(samples: &mut [Duration]) -> Duration {
+    percentile(samples, 50.0)
+}
+
+/// The `p`th percentile (nearest rank) of `samples`, which it sorts; zero
+/// when there are none.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
     samples.sort_unstable();
-    samples[samples.len() / 2]
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
 }
 
 pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Runs/s of `tasks` tasks each calling `run_once` in a loop for
-/// `window`.
-pub async fn throughput<F, Fut>(tasks: usize, window: Duration, run_once: F) -> f64
+/// CPU time this process has used so far (user + system, every thread).
+pub fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What a throughput window did: runs completed, wall-clock time, and the
+/// CPU time the measuring process (or the server measured) used meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub runs: u64,
+    pub elapsed: Duration,
+    pub cpu: Duration,
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.runs as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn cpu_per_run(&self) -> Duration {
+        self.cpu / u32::try_from(self.runs.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Runs/s of `tasks` tasks each calling `run_once` in a loop for `window`,
+/// and this process's CPU time per run meanwhile.
+pub async fn throughput<F, Fut>(tasks: usize, window: Duration, run_once: F) -> Throughput
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    let cpu = process_cpu();
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -81,9 +127,13 @@ where
             runs
         }));
     }
-    let mut total = 0;
+    let mut runs = 0;
     for handle in handles {
-        total += handle.await.unwrap();
+        runs += handle.await.unwrap();
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    Throughput {
+        runs,
+        elapsed: started.elapsed(),
+        cpu: process_cpu() - cpu,
+    }
 }

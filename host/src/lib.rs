@@ -25,6 +25,7 @@ pub mod admin_socket;
 pub mod api;
 pub mod backup;
 pub mod cli;
+pub mod console;
 pub mod doctor;
 pub mod domain;
 pub mod edge;

@@ -268,6 +268,9 @@ impl Server {
             self.edge.event_rate,
             self.edge.event_burst,
         ));
+        let console = api::Console {
+            secure_cookies: self.tls.is_some(),
+        };
         let app = api::app(
             self.service,
             Arc::clone(&self.execution),
@@ -275,6 +278,7 @@ impl Server {
             limiter,
             Arc::clone(&self.readiness),
             Arc::clone(&self.metrics),
+            console,
         )
         .layer(axum::middleware::from_fn_with_state(
             guard,

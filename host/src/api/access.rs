@@ -13,7 +13,10 @@
 //! app exists (404 `app `x` does not exist`); and hands the [`Principal`] to
 //! the handler as a request extension, and its key id as the request's
 //! actor ([`crate::service::current_actor`]) for the audit fields. Event intake is rate limited per key
-//! (429 with `Retry-After`).
+//! (429 with `Retry-After`). The console's routes (`/`, `/console/…`,
+//! [`crate::console`]) have their decisions here too; their principal comes
+//! from the session cookie instead of the header, and their refusals are
+//! pages (a sign-in redirect for a GET without a session).
 
 use std::sync::Arc;
 
@@ -97,6 +100,56 @@ pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("GET", "/admin/quarantine/{id}", Need::Admin),
     ("DELETE", "/admin/quarantine/{id}", Need::Admin),
     ("GET", "/admin/quarantine/{id}/bytes", Need::Admin),
+    // The web console (`crate::console`): signed in by its session cookie.
+    // The home page and sign-in/out resolve the session themselves.
+    ("GET", "/", Need::Public),
+    ("GET", "/console", Need::Public),
+    ("GET", "/console/sign-in", Need::Public),
+    ("POST", "/console/sign-in", Need::Public),
+    ("POST", "/console/sign-out", Need::Public),
+    ("GET", "/console/assets/{name}", Need::Public),
+    ("GET", "/console/apps/{app_id}", Need::Read),
+    ("GET", "/console/apps/{app_id}/automations", Need::Read),
+    ("POST", "/console/apps/{app_id}/automations", Need::Write),
+    ("GET", "/console/apps/{app_id}/automations/new", Need::Write),
+    ("GET", "/console/apps/{app_id}/automations/{id}", Need::Read),
+    (
+        "POST",
+        "/console/apps/{app_id}/automations/{id}",
+        Need::Write,
+    ),
+    (
+        "GET",
+        "/console/apps/{app_id}/automations/{id}/edit",
+        Need::Write,
+    ),
+    (
+        "POST",
+        "/console/apps/{app_id}/automations/{id}/{action}",
+        Need::Write,
+    ),
+    ("GET", "/console/apps/{app_id}/runs", Need::Read),
+    ("GET", "/console/apps/{app_id}/runs/{run_id}", Need::Read),
+    (
+        "GET",
+        "/console/apps/{app_id}/runs/{run_id}/output",
+        Need::Read,
+    ),
+    (
+        "POST",
+        "/console/apps/{app_id}/runs/{run_id}/{action}",
+        Need::Write,
+    ),
+    ("GET", "/console/apps/{app_id}/configs", Need::Read),
+    ("POST", "/console/apps/{app_id}/configs", Need::Write),
+    ("GET", "/console/apps/{app_id}/configs/{id}", Need::Read),
+    (
+        "POST",
+        "/console/apps/{app_id}/configs/{id}/delete",
+        Need::Write,
+    ),
+    ("GET", "/console/apps/{app_id}/events", Need::Read),
+    ("POST", "/console/apps/{app_id}/events", Need::Intake),
 ];
 
 /// The decision for `method` on the route `template`, if there is one.
@@ -125,6 +178,8 @@ pub struct AccessState {
     pub service: Arc<Service>,
     /// Event intake per key (429 + `Retry-After` past it).
     pub intake_limiter: Arc<RateLimiter>,
+    /// The console's sessions: its routes authenticate by cookie.
+    pub sessions: Arc<crate::console::session::Sessions>,
 }
 
 impl From<AuthError> for ApiError {
@@ -139,6 +194,11 @@ impl From<AuthError> for ApiError {
 /// Middleware (a route layer, so the route is known): authenticates and
 /// authorizes the request per [`DECISIONS`]; see the module docs.
 pub async fn authorize(State(state): State<AccessState>, request: Request, next: Next) -> Response {
+    let console = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| crate::console::is_console_route(route.as_str()))
+        .then(|| (request.method().clone(), request.uri().clone()));
     match check(&state, request).await {
         Ok(request) => {
             let actor = request
@@ -151,7 +211,10 @@ pub async fn authorize(State(state): State<AccessState>, request: Request, next:
             }
             response
         }
-        Err(error) => error.into_response(),
+        Err(error) => match console {
+            Some((method, uri)) => crate::console::refused(&method, &uri, error).await,
+            None => error.into_response(),
+        },
     }
 }
 
@@ -171,11 +234,22 @@ async fn check(state: &AccessState, request: Request) -> Result<Request, ApiErro
     if need == Need::Public {
         return Ok(Request::from_parts(parts, body));
     }
-    let authorization = parts.headers.get(axum::http::header::AUTHORIZATION);
-    let principal = state
-        .authenticator
-        .authenticate(authorization.map(|v| v.as_bytes()), state.service.now())
-        .await?;
+    let principal = if crate::console::is_console_route(template) {
+        // The console's pages: the session cookie, not the header.
+        let (principal, session) = state
+            .sessions
+            .principal(&parts.headers, &state.authenticator, state.service.now())
+            .await
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        parts.extensions.insert(session);
+        principal
+    } else {
+        let authorization = parts.headers.get(axum::http::header::AUTHORIZATION);
+        state
+            .authenticator
+            .authenticate(authorization.map(|v| v.as_bytes()), state.service.now())
+            .await?
+    };
     let params = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;

@@ -103,8 +103,8 @@ pub const MAX_JSON_BODY_BYTES: usize = crate::domain::json::MAX_BODY_BYTES;
 )]
 pub struct ApiDoc;
 
-/// The whole API: the control plane's routes, the execution plane's and the
-/// admin routes and the probes, each behind its access decision
+/// The whole API: the control plane's routes, the execution plane's, the
+/// admin routes, the probes and the web console's pages, each behind its access decision
 /// ([`access::authorize`]; the probes' is public), JSON 404s and 405s
 /// for the rest, query parameters a route does not take refused
 /// ([`query::refuse_unknown_query`]), JSON 414s and 431s
@@ -118,14 +118,25 @@ pub fn app(
     intake_limiter: Arc<RateLimiter>,
     readiness: Arc<health::Readiness>,
     metrics: Arc<Metrics>,
+    console: Console,
 ) -> Router {
     let query_parameters = Arc::new(query::QueryParameters::from_openapi(&ApiDoc::openapi()));
+    let sessions = Arc::new(crate::console::session::Sessions::new(rand::random()));
     let access = access::AccessState {
-        authenticator,
+        authenticator: Arc::clone(&authenticator),
         service: Arc::clone(&service),
         intake_limiter,
+        sessions: Arc::clone(&sessions),
     };
+    let console = crate::console::routes(crate::console::ConsoleState {
+        service: Arc::clone(&service),
+        execution: Arc::clone(&execution),
+        authenticator,
+        sessions,
+        secure_cookies: console.secure_cookies,
+    });
     router(Arc::clone(&service))
+        .merge(console)
         .merge(apps::routes(Arc::clone(&service), Arc::clone(&execution)))
         .merge(execution::routes(Arc::clone(&service), execution))
         .merge(secrets::routes(Arc::clone(&service)))
@@ -150,6 +161,13 @@ pub fn app(
             metrics,
             observe::observe,
         ))
+}
+
+/// How the web console is served ([`crate::console`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Console {
+    /// Mark its session cookie `Secure` (the server serves TLS).
+    pub secure_cookies: bool,
 }
 
 /// The control plane's routes over `service`.

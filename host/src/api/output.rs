@@ -156,7 +156,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<usize, ApiError> {
     }
 }
 
-fn sse_event(event: OutputEvent) -> Event {
+pub(crate) fn sse_event(event: OutputEvent) -> Event {
     match event {
         OutputEvent::Line { offset, line } => {
             Event::default().id((offset + 1).to_string()).data(line)

@@ -106,7 +106,12 @@ pub async fn refuse_unknown_query(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request.extensions().get::<MatchedPath>();
+    // The console's pages read their own query parameters (and refuse
+    // unknown ones on the page).
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .filter(|route| !crate::console::is_console_route(route.as_str()));
     if let (Some(route), Some(query)) = (route, request.uri().query())
         && let Err(error) = parameters.check(request.method(), route.as_str(), query)
     {

@@ -101,10 +101,28 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|n| n > 0)
 }
 
-/// `POST /apps/{app_id}/configs`: the one route whose body is not JSON.
+/// `POST /apps/{app_id}/configs` (and the console's
+/// `POST /console/apps/{app_id}/configs`): the uploads, whose body is a component.
 fn is_upload(method: &Method, path: &str) -> bool {
+    let path = path.strip_prefix(crate::console::PREFIX).unwrap_or(path);
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     method == Method::POST && parts.len() == 3 && parts[0] == "apps" && parts[2] == "configs"
+}
+
+/// Whether a Content-Type is an HTML form's (`application/x-www-form-urlencoded`).
+fn is_form(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+/// Whether a request body of `content_type` may go to `path`: JSON to the
+/// API, and HTML forms to the console's pages only (`/console/…`).
+fn body_type_allowed(path: &str, content_type: &str) -> bool {
+    is_json(content_type) || (path.starts_with("/console/") && is_form(content_type))
 }
 
 fn busy(what: &str) -> ApiError {
@@ -150,7 +168,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or_default().to_owned());
         let json_ok = match &content_type {
-            Some(content_type) => is_json(content_type),
+            Some(content_type) => body_type_allowed(&path, content_type),
             None => !has_body(&parts.headers),
         };
         if !upload && !json_ok {
@@ -339,6 +357,23 @@ mod tests {
         assert!(cross_origin(&guard, &headers, Some("10.0.0.5")).is_some());
         assert!(cross_origin(&guard, &HeaderMap::new(), None).is_none());
         assert!(is_upload(&Method::POST, "/apps/a/configs"));
+        assert!(is_upload(&Method::POST, "/console/apps/a/configs"));
         assert!(!is_upload(&Method::POST, "/apps/a/automations"));
+        assert!(!is_upload(&Method::POST, "/console/apps/a/automations"));
+    }
+
+    #[test]
+    fn forms_go_to_the_console_only() {
+        let form = "application/x-www-form-urlencoded; charset=UTF-8";
+        assert!(body_type_allowed("/console/apps/a/automations", form));
+        assert!(body_type_allowed("/console/sign-in", form));
+        assert!(!body_type_allowed("/apps/a/automations", form));
+        assert!(!body_type_allowed("/consolex/a", form));
+        assert!(body_type_allowed("/apps/a/automations", "application/json"));
+        assert!(!body_type_allowed("/console/sign-in", "text/plain"));
+        assert!(!body_type_allowed(
+            "/console/sign-in",
+            "multipart/form-data; boundary=x"
+        ));
     }
 }

@@ -6,7 +6,9 @@
 //!   [`EdgeConfig::header_timeout`] (idle keep-alive connections included).
 //! - [`guard`]: per request — the `Host` must be one this server answers to
 //!   (421), state-changing requests from a foreign `Origin` are refused
-//!   (403), JSON routes want `Content-Type: application/json` (415),
+//!   (403), JSON routes want `Content-Type: application/json` (415; the
+//!   console's pages under `/console/` also take HTML forms,
+//!   `application/x-www-form-urlencoded`),
 //!   in-flight requests and uploads are bounded (503 + `Retry-After`), and a
 //!   request body that stalls gets 408.
 //! - [`rate`]: per-key token buckets for event intake (429 + `Retry-After`).

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 mod auth;
 mod capabilities;
+mod console;
 mod edge;
 mod secrets;
 

@@ -1,0 +1,313 @@
+//! Console sessions: a signed cookie naming a session held in memory, and the
+//! CSRF token of each session.
+//!
+//! Signing in with an API key creates a session: 256 random bits (its id),
+//! the SHA-256 of the key (never the key), and an expiry
+//! ([`SESSION_LIFETIME`]). The cookie is `automata_session=<id>.<mac>`,
+//! `mac` = HMAC-SHA256(secret, "session:" ‖ id), HttpOnly, SameSite=Strict,
+//! `Path=/console`, `Secure` when the server serves TLS, with `Max-Age`. The
+//! secret is drawn per process, and sessions live in this process's memory:
+//! **a restart ends every session** (sign in again).
+//!
+//! Every request re-authenticates the session's key hash the way a bearer
+//! key is ([`Authenticator::authenticate_sha256`]): a revoked, deleted or
+//! expired key ends its sessions at once, and the role and app are the key's
+//! as they are now.
+//!
+//! The CSRF token of a session is HMAC-SHA256(secret, "csrf:" ‖ id): forms
+//! carry it in a hidden `csrf` field, scripts in the `X-CSRF-Token` header;
+//! a state-changing request without the session's token is refused (403).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::HeaderMap;
+use axum::http::header;
+use chrono::{DateTime, TimeDelta, Utc};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+
+use crate::domain::access::{Principal, hashes_match, hex, hex_decode};
+use crate::service::{AuthError, Authenticator};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "automata_session";
+/// How long a session lasts after sign-in (the key's own expiry ends it sooner).
+pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
+/// Most sessions held at once; signing in past it ends the one closest to expiry.
+pub const MAX_SESSIONS: usize = 10_000;
+/// The header a script sends the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A signed-in browser: whose key, until when.
+#[derive(Debug, Clone)]
+struct Session {
+    key_sha256: [u8; 32],
+    expires_at: DateTime<Utc>,
+}
+
+/// The request's session, handed to console handlers as an extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session id (hex), to sign out.
+    pub id: String,
+    /// The token state-changing requests must carry.
+    pub csrf: String,
+}
+
+/// Why a request has no session (the console asks to sign in).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("sign in with an API key to use the console")]
+    Missing,
+    #[error("your session has ended; sign in again")]
+    Ended,
+    #[error("{0}")]
+    Key(String),
+}
+
+/// The sessions of this process and the secret that signs their cookies.
+pub struct Sessions {
+    secret: [u8; 32],
+    live: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Sessions signed with `secret` (draw it at random once per process).
+    pub fn new(secret: [u8; 32]) -> Self {
+        Sessions {
+            secret,
+            live: Mutex::default(),
+        }
+    }
+
+    fn mac(&self, purpose: &str, id: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key size");
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
+        mac.update(id.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// Starts a session for the key whose SHA-256 is `key_sha256`, with the
+    /// random `id_bytes`, at `now`: the cookie value and the session.
+    pub fn start(
+        &self,
+        key_sha256: [u8; 32],
+        id_bytes: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> (String, SessionInfo) {
+        let id = hex(&id_bytes);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|_, s| s.expires_at > now);
+        if live.len() >= MAX_SESSIONS
+            && let Some(oldest) = live
+                .iter()
+                .min_by_key(|(_, s)| s.expires_at)
+                .map(|(id, _)| id.clone())
+        {
+            live.remove(&oldest);
+        }
+        live.insert(
+            id.clone(),
+            Session {
+                key_sha256,
+                expires_at: now + SESSION_LIFETIME,
+            },
+        );
+        let cookie = format!("{id}.{}", self.mac("session", &id));
+        let info = SessionInfo {
+            csrf: self.mac("csrf", &id),
+            id,
+        };
+        (cookie, info)
+    }
+
+    /// Ends a session (sign out); unknown ids are ignored.
+    pub fn end(&self, id: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// The session a cookie value names, if its signature holds and it has
+    /// not expired at `now`: its key hash and info.
+    fn find(
+        &self,
+        cookie: &str,
+        now: DateTime<Utc>,
+    ) -> Result<([u8; 32], SessionInfo), SessionError> {
+        let (id, mac) = cookie.split_once('.').ok_or(SessionError::Ended)?;
+        let expected = self.mac("session", id);
+        let (Some(given), Some(expected)) = (hex_decode(mac), hex_decode(&expected)) else {
+            return Err(SessionError::Ended);
+        };
+        if !hashes_match(&given, &expected) {
+            return Err(SessionError::Ended);
+        }
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live.get(id) {
+            Some(session) if session.expires_at > now => Ok((
+                session.key_sha256,
+                SessionInfo {
+                    id: id.to_owned(),
+                    csrf: self.mac("csrf", id),
+                },
+            )),
+            Some(_) => {
+                live.remove(id);
+                Err(SessionError::Ended)
+            }
+            None => Err(SessionError::Ended),
+        }
+    }
+
+    /// Who the request's session cookie signs in, at `now`: the key is
+    /// authenticated again (revoked or expired keys end the session). With
+    /// authentication off (`--no-auth`), everyone is [`Principal::Anyone`]
+    /// with no session id, and forms still carry this process's CSRF token.
+    pub async fn principal(
+        &self,
+        headers: &HeaderMap,
+        authenticator: &Authenticator,
+        now: DateTime<Utc>,
+    ) -> Result<(Principal, SessionInfo), SessionError> {
+        if !authenticator.enabled() {
+            let csrf = self.mac("csrf", "");
+            let id = String::new();
+            return Ok((Principal::Anyone, SessionInfo { id, csrf }));
+        }
+        let cookie = session_cookie(headers).ok_or(SessionError::Missing)?;
+        let (key_sha256, info) = self.find(&cookie, now)?;
+        match authenticator.authenticate_sha256(&key_sha256, now).await {
+            Ok(principal) => Ok((principal, info)),
+            Err(AuthError::Store(error)) => Err(SessionError::Key(error.to_string())),
+            Err(error) => {
+                self.end(&info.id);
+                Err(SessionError::Key(format!(
+                    "{error}; your session has ended, sign in again"
+                )))
+            }
+        }
+    }
+}
+
+/// Whether `given` is the session's CSRF token (constant time).
+pub fn csrf_matches(session: &SessionInfo, given: &str) -> bool {
+    given.len() == session.csrf.len() && hashes_match(given.as_bytes(), session.csrf.as_bytes())
+}
+
+/// The value of the session cookie in a request's `Cookie` headers.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// The `Set-Cookie` value that stores `value` for the session's lifetime.
+pub fn set_cookie(value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_LIFETIME.num_seconds()
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    fn headers(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            format!("theme=dark; {COOKIE}={cookie}").parse().unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_cookie_names_its_session_until_it_expires() {
+        let sessions = Sessions::new([7; 32]);
+        let (cookie, info) = sessions.start([1; 32], [2; 32], at(0));
+        assert!(
+            !cookie.contains(&hex(&[1; 32])),
+            "no key hash in the cookie"
+        );
+        let found = session_cookie(&headers(&cookie)).unwrap();
+        assert_eq!(sessions.find(&found, at(11)).unwrap(), ([1; 32], info));
+        assert_eq!(sessions.find(&found, at(12)), Err(SessionError::Ended));
+        // Expired sessions are dropped.
+        assert_eq!(sessions.find(&found, at(1)), Err(SessionError::Ended));
+    }
+
+    #[test]
+    fn forged_or_ended_cookies_name_no_session() {
+        let sessions = Sessions::new([7; 32]);
+        let (cookie, info) = sessions.start([1; 32], [2; 32], at(0));
+        let (id, mac) = cookie.split_once('.').unwrap();
+        let mut forged = mac.to_owned();
+        forged.replace_range(0..1, if mac.starts_with('0') { "1" } else { "0" });
+        assert!(sessions.find(&format!("{id}.{forged}"), at(1)).is_err());
+        assert!(sessions.find(id, at(1)).is_err());
+        // Another process's secret signs differently.
+        assert!(Sessions::new([8; 32]).find(&cookie, at(1)).is_err());
+        sessions.end(&info.id);
+        assert!(sessions.find(&cookie, at(1)).is_err());
+    }
+
+    #[test]
+    fn csrf_tokens_are_per_session() {
+        let sessions = Sessions::new([7; 32]);
+        let (_, one) = sessions.start([1; 32], [2; 32], at(0));
+        let (_, two) = sessions.start([1; 32], [3; 32], at(0));
+        assert!(csrf_matches(&one, &one.csrf));
+        assert!(!csrf_matches(&one, &two.csrf));
+        assert!(!csrf_matches(&one, ""));
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_strict_and_scoped() {
+        let set = set_cookie("abc.def", true);
+        for part in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/console",
+            "Secure",
+            "Max-Age=43200",
+        ] {
+            assert!(set.contains(part), "{set} lacks {part}");
+        }
+        assert!(!set_cookie("x", false).contains("Secure"));
+        assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let sessions = Sessions::new([7; 32]);
+        for i in 0..MAX_SESSIONS + 5 {
+            let mut id = [0; 32];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            sessions.start([1; 32], id, at(0) + TimeDelta::seconds(i as i64));
+        }
+        assert_eq!(sessions.live.lock().unwrap().len(), MAX_SESSIONS);
+    }
+}

@@ -1,0 +1,225 @@
+//! The console in headless Chromium against a real server: sign in, upload
+//! an example, create and activate an automation, send a test event, watch
+//! its run complete and read its output line, open the run by its URL,
+//! pause, meet a 409, sign out; then a `read` key finds nothing to change.
+//! Every page is saved as a PNG under `target/console-screenshots/`.
+
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::super::TestServer;
+use super::key;
+use super::webdriver::Browser;
+use automata_e2e::{ADMIN_TOKEN, guest_path};
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, reader) = key(&server, "read").await;
+    let shots = screenshots();
+    let base = server.base.clone();
+    let app = format!("{base}/console/apps/default");
+    let browser = Browser::start(1280, 800).await;
+
+    // Sign in.
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait_for_url(|u| u.contains("/console/sign-in"))
+        .await;
+    browser.screenshot(&shots, "sign-in").await;
+    browser.type_into("#key", ADMIN_TOKEN).await;
+    browser.click_on("form button[type=submit]").await;
+    browser.wait_for_url(|u| u.ends_with("/console")).await;
+    browser.screenshot(&shots, "apps").await;
+    browser.click_on("ul.apps a").await;
+    browser
+        .wait_for_url(|u| u.ends_with("/console/apps/default"))
+        .await;
+
+    // Upload an example with the file picker.
+    browser.goto(&format!("{app}/configs")).await;
+    // Chromium takes only canonical paths for file inputs.
+    let wasm = guest_path("welcome-new-members").canonicalize().unwrap();
+    browser
+        .type_into("#component", &wasm.display().to_string())
+        .await;
+    browser.type_into("#config-name", "welcome").await;
+    browser.click_on("#upload-button").await;
+    let config_url = browser.wait_for_url(|u| u.contains("/configs/cfg_")).await;
+    let config_id = config_url.rsplit('/').next().unwrap().to_owned();
+    browser
+        .wait_for_text("main", |t| t.contains("thread.member_joined"))
+        .await;
+    browser.screenshot(&shots, "config").await;
+    browser.goto(&format!("{app}/configs")).await;
+    browser
+        .wait_for_text("main table", |t| t.contains("welcome"))
+        .await;
+    browser.screenshot(&shots, "configs").await;
+
+    // Create an automation with the form, then activate it.
+    browser.goto(&format!("{app}/automations/new")).await;
+    browser.type_into("#name", "Greeter").await;
+    browser.type_into("#trigger", "thread.member_joined").await;
+    browser
+        .click_on(&format!("#config_id option[value=\"{config_id}\"]"))
+        .await;
+    browser.screenshot(&shots, "automation-new").await;
+    browser.click_on("main form button[type=submit]").await;
+    let automation_url = browser
+        .wait_for_url(|u| u.contains("/automations/aut_"))
+        .await;
+    browser.click_on("form[action$=\"/activate\"] button").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for_text(".banner", |t| t == "Greeter is now running.")
+        .await;
+    browser.screenshot(&shots, "automation").await;
+    browser.goto(&format!("{automation_url}/edit")).await;
+    browser.find("#policies").await;
+    browser.screenshot(&shots, "automation-edit").await;
+    browser.goto(&format!("{app}/automations")).await;
+    browser
+        .wait_for_text("main table", |t| t.contains("Greeter"))
+        .await;
+    browser.screenshot(&shots, "automations").await;
+
+    // Send a test event: invalid JSON is caught before sending.
+    browser.goto(&format!("{app}/events")).await;
+    browser
+        .click_on("#trigger option[value=\"thread.member_joined\"]")
+        .await;
+    browser.clear("#payload").await;
+    browser.type_into("#payload", "{\"member\": ").await;
+    browser
+        .wait_for_text(".json-problem", |t| t.starts_with("Payload"))
+        .await;
+    assert_eq!(
+        browser
+            .property("#send-event button[type=submit]", "disabled")
+            .await,
+        true
+    );
+    browser.clear("#payload").await;
+    browser
+        .type_into(
+            "#payload",
+            r#"{"member": {"id": "u1", "name": "Ada"}, "thread": {"id": "t1", "name": "Design"}}"#,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .property("#send-event button[type=submit]", "disabled")
+            .await,
+        false
+    );
+    browser.click_on("#send-event button[type=submit]").await;
+    browser
+        .wait_for_text("#event-sent", |t| t.contains("runs created"))
+        .await;
+    browser.screenshot(&shots, "events").await;
+
+    // Watch the run complete and read its output line.
+    browser.click_on("#event-sent ul.created-runs a").await;
+    let run_url = browser.wait_for_url(|u| u.contains("/runs/atr_")).await;
+    browser
+        .wait_for_text(".big .badge", |t| t == "completed")
+        .await;
+    let output = browser.text("#output").await;
+    assert_eq!(output.trim(), "Welcome to Design, Ada!");
+    browser
+        .wait_for_text("main", |t| t.contains("Payload"))
+        .await;
+    browser.screenshot(&shots, "run").await;
+    // Open the run by its URL, as a shared link would.
+    browser.goto(&run_url).await;
+    assert_eq!(
+        browser.text("#output").await.trim(),
+        "Welcome to Design, Ada!"
+    );
+    assert!(browser.text("main").await.contains(&config_id));
+    browser.resize(390, 844).await;
+    browser.screenshot(&shots, "run-phone").await;
+    browser.resize(1280, 800).await;
+    browser.goto(&format!("{app}/runs")).await;
+    browser
+        .wait_for_text("main table", |t| t.contains("completed"))
+        .await;
+    browser.screenshot(&shots, "runs").await;
+    browser.goto(&app).await;
+    browser.find("svg.chart").await;
+    browser.screenshot(&shots, "overview").await;
+
+    // Pause, then a transition refused with the API's 409: the page still
+    // offers "Reset to draft" after someone else reset it.
+    browser.goto(&automation_url).await;
+    browser.click_on("form[action$=\"/pause\"] button").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for_text(".banner", |t| t == "Greeter is now paused.")
+        .await;
+    let automation_id = automation_url.rsplit('/').next().unwrap();
+    let reset = format!("/apps/default/automations/{automation_id}/reset");
+    let (status, _) = server.action(&reset).await;
+    assert_eq!(status, StatusCode::OK);
+    browser.click_on("form[action$=\"/reset\"] button").await;
+    browser.accept_dialog().await;
+    let (status, refused) = server.action(&reset).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = refused["error"]["message"].as_str().unwrap();
+    browser
+        .wait_for_text(".banner.error", |t| t == message)
+        .await;
+    browser.screenshot(&shots, "automation-409").await;
+
+    // Sign out: the pages ask to sign in again.
+    browser.click_on("header .who button").await;
+    browser
+        .wait_for_url(|u| u.contains("/console/sign-in"))
+        .await;
+    browser.goto(&automation_url).await;
+    browser
+        .wait_for_url(|u| u.contains("/console/sign-in?next="))
+        .await;
+
+    // A read key: no buttons, and a forged change is refused.
+    browser.type_into("#key", &reader).await;
+    browser.click_on("form button[type=submit]").await;
+    browser.wait_for_url(|u| *u == automation_url).await;
+    browser.wait_for_text("main h1", |t| t == "Greeter").await;
+    assert!(browser.find_all("main form[method=post]").await.is_empty());
+    assert!(browser.find_all("main a.button").await.is_empty());
+    browser.screenshot(&shots, "automation-read-key").await;
+    browser.goto(&format!("{app}/events")).await;
+    browser.find("main table").await;
+    assert!(browser.find_all("#send-event").await.is_empty());
+    browser.goto(&format!("{app}/automations")).await;
+    assert!(!browser.text("main").await.contains("New automation"));
+    browser.goto(&run_url).await;
+    assert!(browser.find_all("main form[method=post]").await.is_empty());
+    let forged = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             const token = document.querySelector('header input[name=csrf]').value;
+             fetch(arguments[0], {method: 'POST',
+                 headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: 'csrf=' + encodeURIComponent(token)})
+               .then((r) => done(r.status), (e) => done(String(e)));",
+            json!([format!("{automation_url}/activate")]),
+        )
+        .await;
+    assert_eq!(forged, 403);
+    let (_, stored) = server
+        .get(&format!("/apps/default/automations/{automation_id}"))
+        .await;
+    assert_eq!(stored["status"], "draft");
+    drop(browser);
+    server.stop().await;
+}

@@ -204,7 +204,7 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-29T18:30:00Z".parse().unwrap();
         let run = |at: &str, status: RunStatus| {
             let mut run: Run = serde_json::from_value(serde_json::json!({
-                "id": "atr_0000000000000000000001", "automation_id": "aut_0000000000000000000001",
+                "id": "atr_01jdqm3k5v8x2n7w4c9b6e1f0a", "automation_id": "aut_01jdqm3k5v8x2n7w4c9b6e1f0a",
                 "app_id": "default", "status": "pending", "trigger": "thread.created",
                 "input": {"trigger": "thread.created", "payload": {}}, "result": null,
                 "failure_kind": null, "reason": null, "attempt": 1, "retry_of": null,

@@ -157,6 +157,61 @@ async fn the_console_in_a_real_browser() {
     browser.find("svg.chart").await;
     browser.screenshot(&shots, "overview").await;
 
+    // A running run streams its output into the open page, and can be cancelled.
+    let sleeper = server.upload("sleeper").await;
+    let slow = server
+        .create(
+            json!({"name": "Slow", "type": "trigger", "trigger": "thread.created",
+                       "config_id": sleeper["id"]}),
+        )
+        .await;
+    let (status, _) = server
+        .action(&format!(
+            "/apps/default/automations/{}/activate",
+            slow["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let send = |sleep_ms: u64| {
+        let server = &server;
+        async move {
+            let (status, receipt) = server
+                .post(
+                    "/apps/default/events",
+                    json!({"trigger": "thread.created", "payload": {"sleep_ms": sleep_ms}}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+            receipt["run_ids"][0].as_str().unwrap().to_owned()
+        }
+    };
+    let streamed = send(2_500).await;
+    browser.goto(&format!("{app}/runs/{streamed}")).await;
+    browser.find("#output[data-follow]").await;
+    browser
+        .run_async("window.stillThisPage = true; arguments[0]();", json!([]))
+        .await;
+    browser
+        .wait_for_text("#output", |t| t.contains("sleeping 2500 ms"))
+        .await;
+    browser.screenshot(&shots, "run-streaming").await;
+    let same_page = browser
+        .run_async("arguments[0](window.stillThisPage === true);", json!([]))
+        .await;
+    assert_eq!(same_page, true, "the line arrived without a reload");
+    browser
+        .wait_for_text(".big .badge", |t| t == "completed")
+        .await;
+    assert!(browser.text("#output").await.ends_with("done"));
+    let cancelled = send(60_000).await;
+    browser.goto(&format!("{app}/runs/{cancelled}")).await;
+    browser.click_on("form[action$=\"/cancel\"] button").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for_text(".big .badge", |t| t == "cancelled")
+        .await;
+    assert!(browser.text("main").await.contains("cancelled by operator"));
+
     // Pause, then a transition refused with the API's 409: the page still
     // offers "Reset to draft" after someone else reset it.
     browser.goto(&automation_url).await;

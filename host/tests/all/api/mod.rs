@@ -1630,9 +1630,19 @@ async fn a_store_with_unreadable_records_starts_serves_lists_and_pauses() {
         .action(&format!("/apps/default/automations/{kept}/pause"))
         .await;
     assert_eq!(status, StatusCode::OK, "{paused}");
-    let (_, run) = server
-        .get(&format!("/apps/default/automations/runs/{}", runs[4].id))
-        .await;
+    // Recovery queued it again: the pause cancels it while pending; one that
+    // already started (a loaded machine may be slow to finish it) runs to
+    // its end, which is waited for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let run = loop {
+        let (_, run) = server
+            .get(&format!("/apps/default/automations/runs/{}", runs[4].id))
+            .await;
+        if run["status"] != "running" || std::time::Instant::now() > deadline {
+            break run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         ["cancelled", "completed"].contains(&run["status"].as_str().unwrap()),
         "resumed by recovery, then cancelled by the pause or done: {run}"

@@ -239,16 +239,26 @@ impl Browser {
         self.element_text(&element).await
     }
 
-    /// The visible text of an element.
+    /// The visible text of an element; empty when the page it was on has
+    /// gone (a reload between finding and reading it: the run page reloads
+    /// itself when its run ends), so waits look again.
     pub async fn element_text(&self, element: &Element) -> String {
-        let text = self
-            .session(
-                reqwest::Method::GET,
-                &format!("/element/{}/text", element.0),
-                Value::Null,
-            )
-            .await;
-        text.as_str().unwrap_or_default().to_owned()
+        let url = format!(
+            "{}/session/{}/element/{}/text",
+            self.base, self.session, element.0
+        );
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("chromedriver answers");
+        let stale = response.status() == reqwest::StatusCode::NOT_FOUND;
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if stale {
+            return String::new();
+        }
+        value["value"].as_str().unwrap_or_default().to_owned()
     }
 
     /// An attribute or property of an element (`disabled`, `hidden`, …).

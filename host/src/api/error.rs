@@ -198,6 +198,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ServiceError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ServiceError::StoreUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
         };
         let headers = match &error {
             ServiceError::Busy {

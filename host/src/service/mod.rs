@@ -74,6 +74,10 @@ pub enum ServiceError {
     /// The host failed (500).
     #[error("{0}")]
     Internal(String),
+    /// The store takes no more writes until the host restarts (503
+    /// `store_unavailable`); see [`StoreError::Unavailable`].
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// Too busy right now; try again after `retry_after_secs` (503 with
     /// `Retry-After`).
     #[error("{message}")]
@@ -93,6 +97,9 @@ impl From<StoreError> for ServiceError {
             StoreError::AutomationNotFound(_) | StoreError::RunNotFound(_) => {
                 ServiceError::NotFound(message)
             }
+            // Logged once by the store when it failed; each request's own
+            // log line carries the message.
+            StoreError::Unavailable(_) => ServiceError::StoreUnavailable(message),
             StoreError::Locked(_) | StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(%error, "store failure");
                 ServiceError::Internal(message)

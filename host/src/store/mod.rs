@@ -54,6 +54,14 @@ pub enum StoreError {
     /// The storage engine failed (disk full, IO error, …).
     #[error("storage error: {0}")]
     Backend(String),
+    /// A write or flush to disk failed earlier (the message is the first
+    /// failure): the store takes no more writes until the process restarts,
+    /// because sled keeps its first IO error until it is reopened.
+    #[error(
+        "the store takes no more writes: writing to disk failed ({0}); free disk space \
+         (or fix the disk), then restart automata"
+    )]
+    Unavailable(String),
 }
 
 /// Pending runs cancelled along with an automation change: why and when.

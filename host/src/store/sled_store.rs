@@ -39,10 +39,12 @@ mod retention;
 mod secrets;
 #[cfg(test)]
 mod test_fixture;
+mod write_failure;
 
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -61,6 +63,7 @@ use crate::metrics::StoreMetrics;
 pub use group_commit::PROGRESS_FLUSH_DELAY;
 use group_commit::{Commit, GroupCommit};
 use quarantine::{Record, TxAbort, Unreadable};
+use write_failure::WriteFailure;
 
 /// The on-disk layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";
@@ -89,6 +92,22 @@ pub struct SledStore {
     metrics: StoreMetrics,
     /// App secrets, sealed (`secrets.rs`), outside the transactions too.
     secrets: Tree,
+    /// Set by the first failed write or flush: no writes after it.
+    failure: Arc<WriteFailure>,
+}
+
+impl Drop for SledStore {
+    /// After a failed write, leaves sled's handles undropped: sled 0.34
+    /// flushes when its last tree handle drops, and after an IO error that
+    /// flush waits forever (seen with ENOSPC), so the process could not
+    /// stop. Nothing is lost by skipping it: acknowledged writes were
+    /// flushed before they were acknowledged, and later ones cannot reach
+    /// the disk. The directory lock goes with the process.
+    fn drop(&mut self) {
+        if self.failure.reason().is_some() {
+            std::mem::forget(self.db.clone());
+        }
+    }
 }
 
 type TxError = ConflictableTransactionError<TxAbort>;
@@ -320,6 +339,7 @@ impl SledStore {
         }
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let metrics = StoreMetrics::default();
+        let failure = Arc::new(WriteFailure::from_env());
         let store = SledStore {
             automations: tree("automations")?,
             configs: tree("configs")?,
@@ -332,10 +352,15 @@ impl SledStore {
             probes: AtomicU64::new(0),
             secrets: tree("secrets")?,
             group_commit: match options.durability {
-                Durability::Immediate => Some(GroupCommit::start(db.clone(), metrics.clone())?),
+                Durability::Immediate => Some(GroupCommit::start(
+                    db.clone(),
+                    metrics.clone(),
+                    Arc::clone(&failure),
+                )?),
                 Durability::Interval(_) => None,
             },
             metrics,
+            failure,
             db,
         };
         store.index_app_runs()?;
@@ -362,6 +387,7 @@ impl SledStore {
         commit: Commit,
         f: impl Fn(&Tx<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
+        self.failure.check()?;
         let started = std::time::Instant::now();
         let trees = (
             &self.automations,
@@ -393,7 +419,7 @@ impl SledStore {
                     self.set_aside(found)?;
                 }
                 Err(TransactionError::Abort(TxAbort::Store(error))) => return Err(error),
-                Err(TransactionError::Storage(error)) => return Err(backend(error)),
+                Err(TransactionError::Storage(error)) => return Err(self.failure.record(error)),
             }
         }
     }
@@ -745,26 +771,30 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        self.failure.check()?;
         match &self.group_commit {
             Some(group) => group.sync(),
-            None => self.db.flush().map(drop).map_err(backend),
+            None => self
+                .db
+                .flush()
+                .map(drop)
+                .map_err(|error| self.failure.record(error)),
         }
     }
 
     fn probe_write(&self) -> Result<(), StoreError> {
+        self.failure.check()?;
         let value = self.probes.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-        self.db.insert(PROBE_KEY, &value).map_err(backend)?;
+        self.db
+            .insert(PROBE_KEY, &value)
+            .map_err(|error| self.failure.record(error))?;
         if self.db.get(PROBE_KEY).map_err(backend)?.as_deref() != Some(&value[..]) {
             return Err(StoreError::Backend(
                 "a probe write did not read back".into(),
             ));
         }
-        match self.group_commit.as_ref().and_then(GroupCommit::failure) {
-            Some(error) => Err(StoreError::Backend(format!(
-                "the last flush to disk failed: {error}"
-            ))),
-            None => Ok(()),
-        }
+        // A failed flush sets the latch.
+        self.failure.check()
     }
 }
 

@@ -76,10 +76,16 @@ async fn serve_stops_on_sigterm_and_restarts_on_the_same_data() {
 /// `automata serve` with `args`, stderr (its logs) into `log`; the server
 /// and its base URL.
 fn start_logging(data_dir: &Path, log: &Path, args: &[&str]) -> Serve {
+    start_logging_with(data_dir, log, args, &[])
+}
+
+/// [`start_logging`] with extra environment variables.
+fn start_logging_with(data_dir: &Path, log: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_automata"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
+        .envs(env.iter().copied())
         .env("AUTOMATA_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -233,6 +239,137 @@ async fn serve_logs_requests_refusals_lifecycle_and_run_endings_as_json() {
             .starts_with("sled")),
         "{text}"
     );
+}
+
+/// A disk that fills up: the store's test hook makes its writes and
+/// flushes fail (as ENOSPC would) while the fault file exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_write_answers_503_at_once_logs_once_and_still_stops() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log, fault) = (
+        dir.path().join("data"),
+        dir.path().join("serve.log"),
+        dir.path().join("disk-full"),
+    );
+    let server = start_logging_with(
+        &data,
+        &log,
+        &["--shutdown-grace", "5"],
+        &[("AUTOMATA_TEST_STORE_FAULT_FILE", &fault)],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let api = format!("{}/apps/default", server.base);
+    let create = |name: &str| {
+        client
+            .post(format!("{api}/automations"))
+            .json(&json!({"name": name, "type": "scheduled", "schedule": "0 0 * * *"}))
+            .send()
+    };
+    let kept = create("Before").await.unwrap();
+    assert_eq!(kept.status(), 201);
+    let kept: Value = kept.json().await.unwrap();
+
+    std::fs::write(&fault, "").unwrap();
+    let started = Instant::now();
+    let refused = create("During").await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("No space left on device") && message.contains("restart"),
+        "{message}"
+    );
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(
+        ready["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store"),
+        "{ready}"
+    );
+    // Freeing the space does not bring writes back (sled keeps its first
+    // IO error until reopened): every later write fails at once too,
+    // component bytes included.
+    std::fs::remove_file(&fault).unwrap();
+    for n in 0..20 {
+        let refused = create(&format!("After {n}")).await.unwrap();
+        assert_eq!(refused.status(), 503);
+    }
+    let upload = client
+        .post(format!("{api}/configs"))
+        .header("content-type", "application/wasm")
+        .body(automata_e2e::guest("welcome-new-members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "writes after the failure took {:?}",
+        started.elapsed()
+    );
+    // Reads still work.
+    let shown = client
+        .get(format!(
+            "{api}/automations/{}",
+            kept["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+
+    let Serve { mut child, .. } = server;
+    let stopping = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if stopping.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("still running 30 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("writing to the store failed").count(),
+        1,
+        "the failure is logged once:\n{text}"
+    );
+    assert!(text.lines().count() < 100, "{text}");
+
+    // What was acknowledged before the failure is still there.
+    let server = start(&data);
+    let shown = admin_client()
+        .get(format!(
+            "{}/apps/default/automations/{}",
+            server.base,
+            kept["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+    assert!(server.terminate().success());
 }
 
 #[test]

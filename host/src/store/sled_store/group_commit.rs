@@ -9,6 +9,11 @@
 //! back to back while anyone waits: writers arriving during a flush are
 //! covered together by the next one.
 //!
+//! A failed flush sets the store's [`WriteFailure`] latch and is not retried
+//! (sled keeps its first IO error until reopened): every writer waiting or
+//! arriving later fails at once, and dropping the store does not wait for a
+//! flush that cannot succeed.
+//!
 //! Writes nobody waits for (a run's progress) only set a deadline: they are
 //! flushed with the next awaited write or after [`PROGRESS_FLUSH_DELAY`],
 //! whichever comes first. (sled 0.34 stalls transactions while a flush is
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use sled::Db;
 
+use super::write_failure::WriteFailure;
 use crate::metrics::StoreMetrics;
 use crate::store::StoreError;
 
@@ -45,8 +51,8 @@ struct State {
     flushed: u64,
     /// When unwaited-for writes must be flushed by.
     due: Option<Instant>,
-    /// The last failed flush: writes up to this number may be lost, and why.
-    failed: Option<(u64, String)>,
+    /// Writes up to this number will never be flushed: a flush failed.
+    failed: Option<u64>,
     /// Flush what is left, then end the flusher.
     stop: bool,
 }
@@ -72,30 +78,38 @@ impl Shared {
 #[derive(Debug)]
 pub struct GroupCommit {
     shared: Arc<Shared>,
+    failure: Arc<WriteFailure>,
     flusher: Option<JoinHandle<()>>,
 }
 
 impl GroupCommit {
     /// Starts the flusher of `db`, which records each flush's duration and
-    /// batch size in `metrics`.
-    pub fn start(db: Db, metrics: StoreMetrics) -> Result<Self, StoreError> {
+    /// batch size in `metrics` and sets `failure` when a flush fails.
+    pub fn start(
+        db: Db,
+        metrics: StoreMetrics,
+        failure: Arc<WriteFailure>,
+    ) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared::default());
         let flusher = {
-            let shared = Arc::clone(&shared);
+            let (shared, failure) = (Arc::clone(&shared), Arc::clone(&failure));
             std::thread::Builder::new()
                 .name("automata-flush".into())
-                .spawn(move || flush_loop(&shared, &db, &metrics))
+                .spawn(move || flush_loop(&shared, &db, &metrics, &failure))
                 .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
         };
         Ok(GroupCommit {
             shared,
+            failure,
             flusher: Some(flusher),
         })
     }
 
     /// Records a write that has been applied; with [`Commit::Durable`],
-    /// returns once it is on disk.
+    /// returns once it is on disk. [`StoreError::Unavailable`] once a flush
+    /// failed.
     pub fn written(&self, commit: Commit) -> Result<(), StoreError> {
+        self.failure.check()?;
         let mut state = self.shared.lock();
         state.applied += 1;
         let ticket = state.applied;
@@ -118,16 +132,6 @@ impl GroupCommit {
         self.written(Commit::Durable)
     }
 
-    /// Why the last flush failed, when no flush has succeeded since.
-    pub fn failure(&self) -> Option<String> {
-        let state = self.shared.lock();
-        state
-            .failed
-            .as_ref()
-            .filter(|(through, _)| *through > state.flushed)
-            .map(|(_, error)| error.clone())
-    }
-
     fn wait_for(&self, mut state: MutexGuard<'_, State>, ticket: u64) -> Result<(), StoreError> {
         if state.wanted < ticket {
             state.wanted = ticket;
@@ -137,12 +141,12 @@ impl GroupCommit {
             if state.flushed >= ticket {
                 return Ok(());
             }
-            if let Some((through, error)) = &state.failed
-                && *through >= ticket
-            {
-                return Err(StoreError::Backend(format!(
-                    "flushing to disk failed: {error}"
-                )));
+            if state.failed.is_some_and(|through| through >= ticket) {
+                return Err(self
+                    .failure
+                    .check()
+                    .err()
+                    .unwrap_or_else(|| StoreError::Backend("flushing to disk failed".into())));
             }
             state = self
                 .shared
@@ -166,9 +170,21 @@ impl Drop for GroupCommit {
     }
 }
 
-fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics) {
+fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics, failure: &WriteFailure) {
     let mut state = shared.lock();
     loop {
+        if failure.reason().is_some() {
+            // Nothing reaches the disk any more: fail every write applied so
+            // far (and any writer that slips in later), flush no more.
+            state.failed = Some(state.applied);
+            state.due = None;
+            shared.flushed.notify_all();
+            if state.stop {
+                return;
+            }
+            state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
         let now = Instant::now();
         let flush_now = state.wanted > state.flushed
             || state.due.is_some_and(|due| due <= now)
@@ -195,7 +211,9 @@ fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics) {
         state.due = None;
         drop(state);
         let started = Instant::now();
-        let result = db.flush();
+        let result = failure
+            .check()
+            .and_then(|()| db.flush().map_err(|e| failure.record(e)));
         metrics
             .flush_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -205,10 +223,8 @@ fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics) {
                 metrics.flush_batch_writes.observe(batch as f64);
                 state.flushed = state.flushed.max(target);
             }
-            Err(error) => {
-                tracing::error!("flushing the store failed: {error}");
-                state.failed = Some((target, error.to_string()));
-            }
+            // Logged once by the latch; the loop's top fails the writers.
+            Err(_) => state.failed = Some(target),
         }
         shared.flushed.notify_all();
     }
@@ -224,10 +240,14 @@ mod tests {
         (dir, db)
     }
 
+    fn start(db: Db) -> GroupCommit {
+        GroupCommit::start(db, StoreMetrics::default(), Arc::default()).unwrap()
+    }
+
     #[test]
     fn durable_writes_return_once_a_flush_covers_them() {
         let (_dir, db) = db();
-        let group = Arc::new(GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap());
+        let group = Arc::new(start(db.clone()));
         let writers: Vec<_> = (0..8u8)
             .map(|n| {
                 let (group, db) = (Arc::clone(&group), db.clone());
@@ -248,7 +268,7 @@ mod tests {
     #[test]
     fn progress_writes_are_flushed_within_the_delay() {
         let (_dir, db) = db();
-        let group = GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap();
+        let group = start(db.clone());
         db.insert("k", "v").unwrap();
         group.written(Commit::Progress).unwrap();
         // Nobody waits: the flusher gets to it on its own.
@@ -262,9 +282,30 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_flush_writers_fail_at_once_and_nothing_is_retried() {
+        let (_dir, db) = db();
+        let failure = Arc::new(WriteFailure::default());
+        let group =
+            GroupCommit::start(db.clone(), StoreMetrics::default(), Arc::clone(&failure)).unwrap();
+        db.insert("k", "v").unwrap();
+        group.written(Commit::Durable).unwrap();
+        failure.record("No space left on device (os error 28)");
+        for commit in [Commit::Durable, Commit::Progress, Commit::Durable] {
+            let refused = group.written(commit);
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "{refused:?}"
+            );
+        }
+        let shared = Arc::clone(&group.shared);
+        drop(group);
+        assert_eq!(shared.lock().flushed, 1, "no flush after the failure");
+    }
+
+    #[test]
     fn dropping_flushes_what_is_left_and_releases_the_database() {
         let (dir, db) = db();
-        let group = GroupCommit::start(db.clone(), StoreMetrics::default()).unwrap();
+        let group = start(db.clone());
         db.insert("k", "v").unwrap();
         group.written(Commit::Progress).unwrap();
         let shared = Arc::clone(&group.shared);

@@ -36,7 +36,10 @@ pub struct Backup {
     /// The server's data directory.
     #[arg(long, env = "AUTOMATA_DATA_DIR", default_value = "automata-data")]
     data_dir: PathBuf,
-    /// The backup file to write (replaced only once the backup is complete).
+    /// The backup file to write (replaced only once the backup is complete;
+    /// created readable by its owner only: it holds payloads and key
+    /// hashes). An existing path that is not a regular file (a device, a
+    /// directory, a symlink, `-` for stdout) is refused.
     #[arg(long)]
     out: PathBuf,
 }
@@ -68,6 +71,7 @@ impl Backup {
             ))
             .into());
         }
+        check_out(&self.out)?;
         let partial = partial_path(&self.out);
         let records = match from_server(&self.data_dir, &partial)? {
             Some(records) => records,
@@ -86,6 +90,47 @@ impl Backup {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Refuses an `--out` the backup must not replace: the backup is written
+/// beside it and renamed over it, which would turn a device (`/dev/full`),
+/// a symlink or a directory into a regular file. `-` is refused too: a
+/// backup is only useful once complete and verified, which a pipe cannot
+/// promise.
+fn check_out(out: &Path) -> Result<(), UsageError> {
+    if out.as_os_str() == "-" {
+        return Err(UsageError(
+            "--out - (stdout) is not supported: the backup is verified in a file before it \
+             is moved into place; give a file path"
+                .into(),
+        ));
+    }
+    match std::fs::symlink_metadata(out) {
+        Ok(found) if !found.file_type().is_file() => Err(UsageError(format!(
+            "--out {} exists and is not a regular file; refusing to replace it with the backup",
+            out.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Creates (or empties) `path` readable and writable by its owner only
+/// (mode 0600): a backup holds payloads and key hashes.
+fn create_private(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // A leftover from an interrupted backup keeps its mode when truncated.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+        }
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// `FILE.partial` beside `out`: where the backup is written before it is
@@ -117,9 +162,7 @@ fn from_server(data_dir: &Path, partial: &Path) -> anyhow::Result<Option<u64>> {
             Err(e) => return Err(e).with_context(|| format!("cannot reach {}", socket.display())),
         };
         stream.write_all(BACKUP_REQUEST).await?;
-        let mut file = tokio::fs::File::create(partial)
-            .await
-            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let mut file = tokio::fs::File::from_std(create_private(partial)?);
         let mut head = Vec::new();
         let mut buffer = vec![0; 256 * 1024];
         loop {
@@ -160,8 +203,7 @@ fn from_store(data_dir: &Path, partial: &Path) -> anyhow::Result<u64> {
         ),
         other => other.into(),
     })?;
-    let file =
-        File::create(partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    let file = create_private(partial)?;
     let mut writer = BackupWriter::new(BufWriter::new(file))?;
     let io = |e: std::io::Error| StoreError::Backend(format!("writing the backup: {e}"));
     store.export(&mut |record| writer.record(&record).map_err(io))?;

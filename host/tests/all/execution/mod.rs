@@ -1523,6 +1523,44 @@ fn automata(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     )
 }
 
+/// `backup --out` never replaces what is not a regular file (it writes
+/// beside the target and renames over it), and the file it writes is its
+/// owner's only.
+#[test]
+fn backup_refuses_devices_and_stdout_and_writes_an_owner_only_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let backup = |out: &Path| {
+        automata(&[
+            "backup".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    for (out, says) in [
+        (Path::new("/dev/null"), "is not a regular file"),
+        (dir.path(), "is not a regular file"),
+        (Path::new("-"), "(stdout) is not supported"),
+    ] {
+        let (code, stdout, stderr) = backup(out);
+        assert_eq!(code, 2, "{out:?}: {stdout}{stderr}");
+        assert!(stderr.contains(says), "{out:?}: {stderr}");
+    }
+    let null = std::fs::symlink_metadata("/dev/null").unwrap();
+    assert!(!null.file_type().is_file(), "/dev/null is still a device");
+    assert!(!dir.path().join("-").exists());
+
+    let file = dir.path().join("automata.backup");
+    let (code, stdout, stderr) = backup(&file);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_load_restores_every_acknowledged_run() {
     let dir = tempfile::tempdir().unwrap();

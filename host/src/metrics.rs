@@ -525,7 +525,10 @@ impl Metrics {
     /// An HTTP request to `route` (a template such as
     /// `/apps/{app_id}/events`, or `unmatched`) was answered with `status`
     /// after `elapsed`.
+    /// `method` is labelled as itself when it is one of the standard
+    /// methods ([`method_label`]), `other` otherwise.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         self.http_requests
             .get_or_create(&RequestLabels {
                 method: method.to_owned(),
@@ -590,6 +593,19 @@ fn reason_label(reason: Option<&str>) -> &'static str {
     KNOWN_REASONS
         .into_iter()
         .find(|known| *known == reason)
+        .unwrap_or("other")
+}
+
+/// The `method` label of the HTTP metrics: one of the methods RFC 9110
+/// (section 9) and RFC 5789 (`PATCH`) define, or `other` for anything else a
+/// client sends (`curl -X M123`), so clients cannot create label values.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method)
         .unwrap_or("other")
 }
 
@@ -668,6 +684,28 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        let metrics = Metrics::default();
+        let second = Duration::from_secs(1);
+        metrics.http_request("PATCH", "unmatched", 404, second);
+        metrics.http_request("M123", "unmatched", 405, second);
+        metrics.http_request("M124", "unmatched", 405, second);
+        metrics.http_request("get", "unmatched", 405, second);
+        let text = metrics.encode(Snapshot::default());
+        for line in [
+            "automata_http_requests_total{method=\"PATCH\",route=\"unmatched\",status=\"404\"} 1",
+            "automata_http_requests_total{method=\"other\",route=\"unmatched\",status=\"405\"} 3",
+            "automata_http_request_duration_seconds_count{method=\"other\",route=\"unmatched\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("M123") && !text.contains("\"get\""),
+            "{text}"
+        );
     }
 
     #[test]

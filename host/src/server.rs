@@ -65,10 +65,14 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runner(#[from] SetupError),
-    #[error("cannot listen on {addr}: {source}")]
+    /// `listener` is `API` (`--listen`) or `metrics` (`--metrics-listen`).
+    /// The IO error is part of the message, not a `source`, so a report
+    /// that prints the chain does not repeat it.
+    #[error("cannot listen on {addr} for the {listener}: {error}")]
     Bind {
+        listener: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
@@ -166,9 +170,9 @@ impl Server {
             )
             .with_secret_key(secret_key),
         );
-        let listener = bind(config.listen).await?;
+        let listener = bind("API (--listen)", config.listen).await?;
         let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind("metrics (--metrics-listen)", addr).await?),
             None => None,
         };
         let readiness = Arc::new(Readiness::new(
@@ -414,9 +418,13 @@ fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     }
 }
 
-/// Binds a listener on `addr`.
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+/// Binds the `listener` (named in errors) on `addr`.
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { addr, source })
+        .map_err(|error| ServerError::Bind {
+            listener,
+            addr,
+            error,
+        })
 }

@@ -408,8 +408,11 @@ pub struct AutomationPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Capabilities>)]
     pub capabilities: Option<Option<Capabilities>>,
-    #[serde(default)]
-    pub retention: Option<RetentionOverride>,
+    /// Replaces the whole override; `null` (like `{}`) clears it, so the
+    /// host's defaults apply.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RetentionOverride>)]
+    pub retention: Option<Option<RetentionOverride>>,
     /// Refused with a pointer to the lifecycle endpoints.
     #[serde(default)]
     #[schema(ignore)]
@@ -527,7 +530,10 @@ impl Automation {
         if let Some(capabilities) = capabilities {
             next.capabilities = capabilities.unwrap_or_default().normalized()?;
         }
-        set(&mut next.retention, retention);
+        set(
+            &mut next.retention,
+            retention.map(Option::unwrap_or_default),
+        );
         next.validate()?;
         next.updated_at = now;
         Ok(next)
@@ -1075,6 +1081,16 @@ mod tests {
             automation.patched(switch, later).unwrap().kind,
             AutomationType::Scheduled
         );
+
+        let kept: AutomationPatch =
+            serde_json::from_value(json!({"retention": {"days": 7, "max_runs": 10}})).unwrap();
+        let kept = automation.patched(kept, later).unwrap();
+        assert_eq!(kept.retention.days, Some(7));
+        for clear in [json!({"retention": null}), json!({"retention": {}})] {
+            let patch: AutomationPatch = serde_json::from_value(clear.clone()).unwrap();
+            let cleared = kept.patched(patch, later).unwrap();
+            assert_eq!(cleared.retention, RetentionOverride::default(), "{clear}");
+        }
 
         let status: AutomationPatch = serde_json::from_value(json!({"status": "running"})).unwrap();
         assert_eq!(

@@ -286,8 +286,8 @@ fn observe_ticks(shared: &Shared, runs: &[Run], missed: u64, now: DateTime<Utc>)
             automation = %first.automation_id,
             missed,
             running = started.count(),
-            first_due = ?runs.iter().filter_map(|run| run.scheduled_at).min(),
-            last_due = ?runs.iter().filter_map(|run| run.scheduled_at).max(),
+            first_due = runs.iter().filter_map(|run| run.scheduled_at).min().map(|at| at.to_rfc3339()),
+            last_due = runs.iter().filter_map(|run| run.scheduled_at).max().map(|at| at.to_rfc3339()),
             "scheduler caught up"
         );
     }

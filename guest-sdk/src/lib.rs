@@ -35,6 +35,8 @@
 //! * A panic fails the run with the panic message.
 //! * [`secrets::get`] reads an app secret the automation is granted; the host
 //!   masks its value (`***`) in everything the run prints or returns.
+//! * [`http`] sends requests to the hosts the automation grants
+//!   (`capabilities.http.allowed_hosts`); each one is recorded on the run.
 //!
 //! Build for `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`) with
 //! `crate-type = ["cdylib"]` and upload the resulting `.wasm` to the host. The
@@ -45,6 +47,8 @@
 use std::fmt::Display;
 
 pub use serde_json::{self, Value, json};
+
+pub mod http;
 
 // Lets the generated bindings name this crate by its public path, which is how
 // the `export!` macro they generate must reach it from the author's crate.

@@ -142,6 +142,7 @@ impl Server {
             cache_dir: Some(config.data_dir.join("compiled")),
             pooling: true,
             max_concurrent_runs: config.execution.workers.max(1),
+            allow_private_egress: config.execution.allow_private_egress,
             ..RunnerConfig::default()
         })?);
         let mut metrics = Metrics::new(config.metrics);

@@ -130,6 +130,12 @@ pub struct Serve {
     /// <data-dir>/secret-key.
     #[arg(long)]
     discard_unreadable_secrets: bool,
+    /// Let workflows' HTTP requests reach loopback, private and link-local
+    /// addresses (127/8, 10/8, 172.16/12, 192.168/16, 169.254/16 with cloud
+    /// metadata, ::1, fc00::/7, fe80::/10). Without it a request there is
+    /// refused unless the automation's grant names the address itself.
+    #[arg(long)]
+    allow_private_egress: bool,
 }
 
 fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
@@ -230,6 +236,7 @@ impl Serve {
                 queue_capacity: self.queue_capacity,
                 app_queue_capacity: self.app_queue_capacity.unwrap_or(self.queue_capacity),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                allow_private_egress: self.allow_private_egress,
             },
             auth,
             edge,

@@ -447,6 +447,7 @@ fn run_detail_with(out: &Printer, run: &Value, now: DateTime<Utc>, show_output: 
             .collect();
         out!("{}", indent(&out.render_table(None, &rows), 2));
     }
+    host_calls(out, run);
     if let Some(input) = run.get("input").filter(|i| !i.is_null()) {
         outln!("Input:");
         out!("{}", indented_json(input, 2));
@@ -484,6 +485,41 @@ fn run_detail_with(out: &Printer, run: &Value, now: DateTime<Utc>, show_output: 
             outln!("Payload:");
             out!("{}", indented_json(payload, 2));
         }
+    }
+}
+
+/// A run's `host_calls` (HTTP requests, secret reads) as a table, when it
+/// made any.
+fn host_calls(out: &Printer, run: &Value) {
+    let calls = run.get("host_calls").and_then(Value::as_array);
+    let Some(calls) = calls.filter(|c| !c.is_empty()) else {
+        return;
+    };
+    outln!("Host calls:");
+    let rows: Vec<Vec<Cell>> = calls
+        .iter()
+        .map(|call| {
+            let status = call.get("status").and_then(Value::as_u64);
+            let number = |key: &str| call.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let took = number("duration_ms") as f64;
+            vec![
+                cell(call, "kind"),
+                cell(call, "target"),
+                Cell::from(status.map_or_else(|| "-".to_owned(), |s| s.to_string())),
+                Cell::from(duration_ms(took)),
+                Cell::from(format!(
+                    "{} out, {} in",
+                    bytes(number("bytes_out")),
+                    bytes(number("bytes_in"))
+                )),
+                cell(call, "error"),
+            ]
+        })
+        .collect();
+    let header = ["KIND", "TARGET", "STATUS", "TIME", "BODY", "ERROR"];
+    out!("{}", indent(&out.render_table(Some(&header), &rows), 2));
+    if run.get("host_calls_truncated") == Some(&Value::Bool(true)) {
+        outln!("  … (more calls, not recorded)");
     }
 }
 

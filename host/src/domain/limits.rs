@@ -32,10 +32,46 @@ pub struct RunLimits {
     /// one fails the run (`invalid_payload`). Defaults like `payload_bytes`.
     #[serde(default = "default_guest_result_bytes")]
     pub error_bytes: usize,
+    /// Most outbound HTTP requests the run may send; past it a request
+    /// fails inside the workflow. Runs stored before the HTTP limits read
+    /// back with the defaults.
+    #[serde(default = "default_http_requests")]
+    pub http_requests: u32,
+    /// Longest one HTTP request may take, response body included; the
+    /// run's own `timeout_ms` ends it first when it comes sooner (and the
+    /// run fails as timed out).
+    #[serde(
+        rename = "http_timeout_ms",
+        with = "millis",
+        default = "default_http_timeout"
+    )]
+    pub http_timeout: Duration,
+    /// Largest HTTP response body, in bytes; a larger one fails the request.
+    #[serde(default = "default_http_response_bytes")]
+    pub http_response_bytes: u64,
+    /// Most bytes of HTTP bodies, sent and received, over the whole run.
+    #[serde(default = "default_http_total_bytes")]
+    pub http_total_bytes: u64,
 }
 
 fn default_guest_result_bytes() -> usize {
     DEFAULT_GUEST_RESULT_BYTES
+}
+
+fn default_http_requests() -> u32 {
+    RunLimits::DEFAULT.http_requests
+}
+
+fn default_http_timeout() -> Duration {
+    RunLimits::DEFAULT.http_timeout
+}
+
+fn default_http_response_bytes() -> u64 {
+    RunLimits::DEFAULT.http_response_bytes
+}
+
+fn default_http_total_bytes() -> u64 {
+    RunLimits::DEFAULT.http_total_bytes
 }
 
 impl RunLimits {
@@ -57,6 +93,10 @@ impl RunLimits {
         output_bytes: 1 << 20,
         payload_bytes: DEFAULT_GUEST_RESULT_BYTES,
         error_bytes: DEFAULT_GUEST_RESULT_BYTES,
+        http_requests: 50,
+        http_timeout: Duration::from_secs(10),
+        http_response_bytes: 4 << 20,
+        http_total_bytes: 16 << 20,
     };
 
     /// The ceilings per-automation overrides are held under by default.
@@ -68,6 +108,10 @@ impl RunLimits {
         output_bytes: 16 << 20,
         payload_bytes: MAX_GUEST_RESULT_BYTES,
         error_bytes: MAX_GUEST_RESULT_BYTES,
+        http_requests: 1_000,
+        http_timeout: Duration::from_secs(15 * 60),
+        http_response_bytes: 64 << 20,
+        http_total_bytes: 256 << 20,
     };
 
     /// The budget a component's `graph` export runs under when it is loaded: a
@@ -81,6 +125,10 @@ impl RunLimits {
         output_bytes: 0,
         payload_bytes: 0,
         error_bytes: 0,
+        http_requests: 0,
+        http_timeout: Duration::ZERO,
+        http_response_bytes: 0,
+        http_total_bytes: 0,
     };
 
     /// Each limit lowered to `ceilings` where it is above.
@@ -93,6 +141,10 @@ impl RunLimits {
             output_bytes: self.output_bytes.min(ceilings.output_bytes),
             payload_bytes: self.payload_bytes.min(ceilings.payload_bytes),
             error_bytes: self.error_bytes.min(ceilings.error_bytes),
+            http_requests: self.http_requests.min(ceilings.http_requests),
+            http_timeout: self.http_timeout.min(ceilings.http_timeout),
+            http_response_bytes: self.http_response_bytes.min(ceilings.http_response_bytes),
+            http_total_bytes: self.http_total_bytes.min(ceilings.http_total_bytes),
         }
     }
 }
@@ -130,6 +182,18 @@ pub struct LimitOverrides {
     /// Longest returned error message, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_bytes: Option<usize>,
+    /// Most outbound HTTP requests per run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u32>,
+    /// Longest one HTTP request may take, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_timeout_ms: Option<u64>,
+    /// Largest HTTP response body, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_response_bytes: Option<u64>,
+    /// Most bytes of HTTP bodies sent and received per run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_total_bytes: Option<u64>,
 }
 
 /// The least `memory_bytes` an automation may ask for: 1 MiB. Below it a run
@@ -178,6 +242,14 @@ impl LimitOverrides {
             output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
             payload_bytes: self.payload_bytes.unwrap_or(defaults.payload_bytes),
             error_bytes: self.error_bytes.unwrap_or(defaults.error_bytes),
+            http_requests: self.http_requests.unwrap_or(defaults.http_requests),
+            http_timeout: self
+                .http_timeout_ms
+                .map_or(defaults.http_timeout, Duration::from_millis),
+            http_response_bytes: self
+                .http_response_bytes
+                .unwrap_or(defaults.http_response_bytes),
+            http_total_bytes: self.http_total_bytes.unwrap_or(defaults.http_total_bytes),
         }
         .clamped_to(ceilings)
     }
@@ -185,7 +257,7 @@ impl LimitOverrides {
     /// Checks the overrides against `ceilings`, so a bad one is refused when it
     /// is stored rather than silently clamped when it runs.
     pub fn validate(&self, ceilings: &RunLimits) -> Result<(), LimitsError> {
-        let checks: [(&'static str, Option<u64>, u64, bool); 7] = [
+        let checks: [(&'static str, Option<u64>, u64, bool); 11] = [
             ("fuel", self.fuel, ceilings.fuel, true),
             (
                 "memory_bytes",
@@ -221,6 +293,30 @@ impl LimitOverrides {
                 "error_bytes",
                 self.error_bytes.map(as_u64),
                 as_u64(ceilings.error_bytes),
+                true,
+            ),
+            (
+                "http_requests",
+                self.http_requests.map(u64::from),
+                u64::from(ceilings.http_requests),
+                false,
+            ),
+            (
+                "http_timeout_ms",
+                self.http_timeout_ms,
+                duration_millis(ceilings.http_timeout),
+                true,
+            ),
+            (
+                "http_response_bytes",
+                self.http_response_bytes,
+                ceilings.http_response_bytes,
+                true,
+            ),
+            (
+                "http_total_bytes",
+                self.http_total_bytes,
+                ceilings.http_total_bytes,
                 true,
             ),
         ];
@@ -413,6 +509,49 @@ mod tests {
         let object = value.as_object_mut().unwrap();
         object.remove("payload_bytes");
         object.remove("error_bytes");
+        assert_eq!(
+            serde_json::from_value::<RunLimits>(value).unwrap(),
+            RunLimits::DEFAULT
+        );
+    }
+
+    #[test]
+    fn http_limits_are_overridable_and_read_back_when_absent() {
+        let ceilings = RunLimits::DEFAULT_CEILINGS;
+        let overrides: LimitOverrides = serde_json::from_value(json!({
+            "http_requests": 3, "http_timeout_ms": 250, "http_response_bytes": 1024
+        }))
+        .unwrap();
+        assert_eq!(overrides.validate(&ceilings), Ok(()));
+        let limits = overrides.resolve(&RunLimits::DEFAULT, &ceilings);
+        assert_eq!(limits.http_requests, 3);
+        assert_eq!(limits.http_timeout, Duration::from_millis(250));
+        assert_eq!(limits.http_response_bytes, 1024);
+        assert_eq!(limits.http_total_bytes, RunLimits::DEFAULT.http_total_bytes);
+        let too_many = LimitOverrides {
+            http_requests: Some(5_000),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            too_many.validate(&ceilings).unwrap_err().to_string(),
+            "`http_requests` is 5000, above the host's maximum of 1000"
+        );
+        let none = LimitOverrides {
+            http_requests: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(none.validate(&ceilings), Ok(()));
+
+        let mut value = serde_json::to_value(RunLimits::DEFAULT).unwrap();
+        assert_eq!(value["http_timeout_ms"], 10_000);
+        for field in [
+            "http_requests",
+            "http_timeout_ms",
+            "http_response_bytes",
+            "http_total_bytes",
+        ] {
+            value.as_object_mut().unwrap().remove(field);
+        }
         assert_eq!(
             serde_json::from_value::<RunLimits>(value).unwrap(),
             RunLimits::DEFAULT

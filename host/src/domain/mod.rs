@@ -15,6 +15,7 @@ pub mod digest;
 pub mod dispatch;
 pub mod event;
 pub mod events;
+pub mod host_call;
 pub mod ids;
 pub mod json;
 pub mod limits;

@@ -218,6 +218,11 @@ pub struct RunReport {
     pub output: CapturedOutput,
     /// What it consumed.
     pub accounting: RunAccounting,
+    /// What it asked of the host (HTTP requests, secret reads), at most
+    /// [`MAX_HOST_CALLS`](crate::domain::host_call::MAX_HOST_CALLS).
+    pub host_calls: Vec<crate::domain::host_call::HostCall>,
+    /// Whether calls past the cap were left out of `host_calls`.
+    pub host_calls_truncated: bool,
 }
 
 impl RunReport {
@@ -285,6 +290,8 @@ mod tests {
                 queue_time: Duration::ZERO,
                 limits: RunLimits::DEFAULT,
             },
+            host_calls: Vec::new(),
+            host_calls_truncated: false,
         }
     }
 

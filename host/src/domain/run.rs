@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::automation::Automation;
+use super::host_call::HostCall;
 use super::ids::{AppId, AutomationId, ConfigId, RunId};
 use super::limits::RunLimits;
 use super::outcome::{CANCELLED_MESSAGE, FailureKind, Outcome, RunAccounting, RunReport};
@@ -269,6 +270,14 @@ pub struct Run {
     /// The key that cancelled it (`POST …/cancel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_by: Option<String>,
+    /// What the workflow asked of the host — HTTP requests, secret reads —
+    /// in order, at most [`MAX_HOST_CALLS`](super::host_call::MAX_HOST_CALLS);
+    /// empty until the run ends.
+    #[serde(default)]
+    pub host_calls: Vec<HostCall>,
+    /// Present (true) when calls past the cap were left out of `host_calls`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_calls_truncated: bool,
 }
 
 impl Run {
@@ -312,6 +321,8 @@ impl Run {
             }],
             requested_by: None,
             cancelled_by: None,
+            host_calls: Vec::new(),
+            host_calls_truncated: false,
         }
     }
 
@@ -388,6 +399,8 @@ impl Run {
         let output = report.output.lines.clone();
         let output_truncated = report.output.truncated;
         let accounting = Accounting::from(&report.accounting);
+        self.host_calls.clone_from(&report.host_calls);
+        self.host_calls_truncated = report.host_calls_truncated;
         match &report.outcome {
             Outcome::Completed(payload) => {
                 let result = RunResult::Success {
@@ -571,6 +584,8 @@ mod tests {
                 queue_time: std::time::Duration::ZERO,
                 limits: RunLimits::DEFAULT,
             },
+            host_calls: vec![crate::domain::host_call::HostCall::secret("TOKEN", None)],
+            host_calls_truncated: true,
         };
         let started = || {
             let mut run = run();
@@ -608,6 +623,10 @@ mod tests {
             .unwrap();
         assert_eq!(cancelled.status, RunStatus::Cancelled);
         assert_eq!(cancelled.finished_at, Some(end));
+        // Host calls are kept whatever the ending.
+        assert_eq!(cancelled.host_calls[0].target, "TOKEN");
+        assert!(cancelled.host_calls_truncated);
+        assert_eq!(timed_out.host_calls.len(), 1);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct ExecutionConfig {
     pub app_queue_capacity: usize,
     /// How long shutdown lets running runs finish before cancelling them.
     pub shutdown_grace: Duration,
+    /// Whether workflows' HTTP requests may reach loopback, private and
+    /// link-local addresses (`serve --allow-private-egress`).
+    pub allow_private_egress: bool,
 }
 
 impl Default for ExecutionConfig {
@@ -62,6 +65,7 @@ impl Default for ExecutionConfig {
             queue_capacity: 10_000,
             app_queue_capacity: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            allow_private_egress: false,
         }
     }
 }

@@ -129,6 +129,10 @@ async fn execute_run(
             .as_ref()
             .map(|automation| automation.limits)
             .unwrap_or_default(),
+        capabilities: automation
+            .as_ref()
+            .map(|automation| automation.capabilities.clone())
+            .unwrap_or_default(),
         cancel: Some(cancel.clone()),
         live: Some(live),
         secrets,
@@ -424,6 +428,8 @@ mod tests {
                 queue_time: Duration::ZERO,
                 limits: RunLimits::DEFAULT,
             },
+            host_calls: Vec::new(),
+            host_calls_truncated: false,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct RunnerConfig {
     /// ([`Runner::cached`](super::Runner::cached)); past it the least recently
     /// used are dropped (and loaded again from the compile cache when needed).
     pub loaded_code_bytes: u64,
+    /// Whether workflows' HTTP requests may reach loopback, private and
+    /// link-local addresses (`serve --allow-private-egress`). Off: only when
+    /// the automation's grant names the address itself.
+    pub allow_private_egress: bool,
 }
 
 impl Default for RunnerConfig {
@@ -55,6 +59,7 @@ impl Default for RunnerConfig {
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(5),
             loaded_code_bytes: DEFAULT_LOADED_CODE_BYTES,
+            allow_private_egress: false,
         }
     }
 }

@@ -16,7 +16,9 @@
 mod bindings;
 mod cache;
 mod cancel;
+mod egress;
 mod engine;
+pub mod host_calls;
 mod loaded;
 pub mod output;
 mod sandbox;
@@ -30,6 +32,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
+use crate::domain::capabilities::Capabilities;
 use crate::domain::digest::ComponentDigest;
 use crate::domain::limits::{LimitOverrides, LimitsError, RunLimits};
 use crate::domain::outcome::{
@@ -40,9 +43,10 @@ use bindings::{WorkflowPre, types};
 use cache::CompileCache;
 use engine::EpochTicker;
 use loaded::Loaded;
-use sandbox::RunState;
+use sandbox::{Reach, RunState};
 
 pub use cancel::CancelToken;
+pub use egress::EgressGrant;
 pub use engine::{Allocator, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
 pub use output::{LiveLines, LiveOutput, Transcript};
 pub use secrets::{MASK, Masker, Refusal, RunSecrets};
@@ -57,11 +61,12 @@ pub enum LoadError {
     #[error("the component does not implement the automata:workflow/workflow world: {0}")]
     WrongWorld(String),
     /// It imports something the sandbox does not provide (a filesystem
-    /// preopen, HTTP, another world's interface, …).
+    /// preopen, another world's interface, …).
     #[error(
         "the component imports what the host does not provide ({0}); workflows may import \
-         only WASI 0.2 (clocks, random, stdio, and the filesystem and sockets, which are \
-         empty and denied), automata:workflow/log and automata:workflow/secrets"
+         only WASI 0.2 (clocks, random, stdio, wasi:http's outgoing-handler under the \
+         automation's grant, and the filesystem and sockets, which are empty and denied), \
+         automata:workflow/log and automata:workflow/secrets"
     )]
     UnsupportedImport(String),
     /// Its `graph` export failed, did not finish within its small budget, or
@@ -127,11 +132,14 @@ impl fmt::Debug for Workflow {
     }
 }
 
-/// Per-run options: limit overrides and a cancel token.
+/// Per-run options: limit overrides, the grant and a cancel token.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The automation's overrides of the host's default limits.
     pub limits: LimitOverrides,
+    /// What the automation grants: the hosts its HTTP requests may reach
+    /// (none by default).
+    pub capabilities: Capabilities,
     /// Cancels the run when cancelled (from any task or thread).
     pub cancel: Option<CancelToken>,
     /// Receives each output line as it is captured, for followers.
@@ -173,6 +181,7 @@ impl Runner {
         let (engine, allocator) = engine::build_engine(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| {
                 bindings::Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             })
@@ -310,13 +319,12 @@ impl Runner {
         let limits = RunLimits::GRAPH.clamped_to(&self.config.ceilings);
         // Never closed, so acquiring cannot fail in practice.
         let _slot = self.graph_slot.acquire().await.ok();
+        // No grant: a `graph` export cannot send requests or read secrets.
         let execution = sandbox::execute(
             &self.engine,
             pre,
             &limits,
-            None,
-            None,
-            RunSecrets::default(),
+            Reach::default(),
             async |wf, store| wf.call_graph(store).await,
         )
         .await;
@@ -392,6 +400,8 @@ impl Runner {
                 outcome: Outcome::Cancelled,
                 output: CapturedOutput::default(),
                 accounting,
+                host_calls: Vec::new(),
+                host_calls_truncated: false,
             };
         };
 
@@ -407,13 +417,20 @@ impl Runner {
             trigger: input.trigger.clone(),
             payload: input.payload.to_string(),
         };
+        let reach = Reach {
+            cancel,
+            live: options.live.clone(),
+            egress: EgressGrant {
+                allow_list: options.capabilities.allow_list(),
+                allow_private: self.config.allow_private_egress,
+            },
+            secrets: options.secrets.clone(),
+        };
         let execution = sandbox::execute(
             &self.engine,
             &workflow.pre,
             &limits,
-            cancel,
-            options.live.clone(),
-            options.secrets.clone(),
+            reach,
             async |wf, store| wf.call_run(store, &ctx, &input).await,
         )
         .await;
@@ -432,10 +449,22 @@ impl Runner {
             Err(stop) => sandbox::classify(stop, &limits, execution.panic),
         };
         let outcome = masker.mask_outcome(outcome);
+        // A URL from a secret is masked in its record too (as far as the
+        // record shows it: without its query).
+        let calls_masker = options.secrets.url_masker();
+        let (mut host_calls, host_calls_truncated) = execution.host_calls;
+        for call in &mut host_calls {
+            call.target = calls_masker.mask(&call.target).into_owned();
+            if let Some(error) = &call.error {
+                call.error = Some(calls_masker.mask(error).into_owned());
+            }
+        }
         RunReport {
             outcome,
             output: execution.output,
             accounting,
+            host_calls,
+            host_calls_truncated,
         }
     }
 

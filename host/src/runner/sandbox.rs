@@ -7,22 +7,32 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{self, Level, WorkflowPre};
 use super::cancel::CancelToken;
+use super::egress::{Egress, EgressGrant};
+use super::host_calls::{self, HostCalls};
 use super::output::{GuestPanic, LiveOutput, Transcript};
 use super::secrets::RunSecrets;
+use crate::domain::host_call::HostCall;
 use crate::domain::limits::RunLimits;
 use crate::domain::outcome::{CapturedOutput, Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
 
 /// The state of one run's [`Store`].
 pub(super) struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// Outbound HTTP under the automation's grant (the `wasi:http` hooks).
+    egress: Egress,
     table: ResourceTable,
     transcript: Transcript,
     memory: MemoryMeter,
     /// What `secrets.get` may give.
     secrets: RunSecrets,
+    /// The run's host-call records (`host_calls`); host functions add to
+    /// them with [`HostCalls::record`] or [`HostCalls::start`].
+    pub(super) host_calls: HostCalls,
 }
 
 impl WasiView for RunState {
@@ -30,6 +40,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
         }
     }
 }
@@ -51,7 +71,12 @@ impl bindings::automata::workflow::types::Host for RunState {}
 
 impl bindings::automata::workflow::secrets::Host for RunState {
     fn get(&mut self, name: String) -> Option<String> {
-        self.secrets.get(&name).ok().map(str::to_owned)
+        // The record names the secret, never its value; a read the host
+        // refused says why.
+        let read = self.secrets.get(&name);
+        let refusal = read.as_ref().err().map(ToString::to_string);
+        self.host_calls.record(HostCall::secret(&name, refusal));
+        read.ok().map(str::to_owned)
     }
 }
 
@@ -184,24 +209,36 @@ pub(super) struct Execution<R> {
     pub peak_memory_bytes: u64,
     pub wall_time: Duration,
     pub instantiate_time: Duration,
+    /// The run's host calls, and whether some were left out past the cap.
+    pub host_calls: (Vec<crate::domain::host_call::HostCall>, bool),
+}
+
+/// What one execution may use besides its limits: its cancel token, where
+/// its output goes live, what it may reach over HTTP and the secrets it may
+/// read.
+#[derive(Default)]
+pub(super) struct Reach<'a> {
+    pub cancel: Option<&'a CancelToken>,
+    pub live: Option<LiveOutput>,
+    pub egress: EgressGrant,
+    pub secrets: RunSecrets,
 }
 
 /// Instantiates `pre` in a fresh store under `limits` and calls `call` on the
 /// instance. Ends when the call returns, traps, exceeds a limit, times out or
 /// `cancel` fires — whichever comes first, even if the guest is blocked in a
-/// host call.
+/// host call (an HTTP request in flight is dropped with the store).
 pub(super) async fn execute<R>(
     engine: &Engine,
     pre: &WorkflowPre<RunState>,
     limits: &RunLimits,
-    cancel: Option<&CancelToken>,
-    live: Option<LiveOutput>,
-    secrets: RunSecrets,
+    reach: Reach<'_>,
     call: impl AsyncFnOnce(&bindings::Workflow, &mut Store<RunState>) -> wasmtime::Result<R>,
 ) -> Execution<R> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let mut store = new_store(engine, limits, deadline, cancel.cloned(), live, secrets);
+    let cancel = reach.cancel;
+    let mut store = new_store(engine, limits, deadline, reach);
     let mut instantiate_time = Duration::ZERO;
 
     let work = async {
@@ -227,6 +264,12 @@ pub(super) async fn execute<R>(
     let fuel_left = store.get_fuel().unwrap_or(0);
     let state = store.data();
     let output = state.transcript.finish();
+    let unanswered = match &result {
+        Err(Stop::Interrupted(InterruptKind::Cancelled)) => host_calls::CANCELLED_IN_FLIGHT,
+        Err(Stop::Interrupted(InterruptKind::Timeout)) => host_calls::TIMED_OUT_IN_FLIGHT,
+        _ => host_calls::UNANSWERED,
+    };
+    let host_calls = state.host_calls.snapshot(unanswered);
     Execution {
         result,
         panic: state.transcript.panic(),
@@ -235,6 +278,7 @@ pub(super) async fn execute<R>(
         peak_memory_bytes: state.memory.peak,
         wall_time,
         instantiate_time,
+        host_calls,
     }
 }
 
@@ -246,18 +290,27 @@ pub(super) async fn wait_for_cancel(cancel: Option<&CancelToken>) {
 }
 
 /// A fresh store for one execution. The guest sees no preopened directories,
-/// no network, no environment variables or arguments, and an empty stdin; it
+/// no sockets, no environment variables or arguments, and an empty stdin; it
 /// gets wall and monotonic clocks, randomness, stdout/stderr captured into
-/// its transcript (secret values masked), and the secrets it is granted.
+/// its transcript (secret values masked), the secrets it is granted, and
+/// `wasi:http` requests to the hosts its grant allows.
 fn new_store(
     engine: &Engine,
     limits: &RunLimits,
     deadline: Instant,
-    cancel: Option<CancelToken>,
-    live: Option<LiveOutput>,
-    secrets: RunSecrets,
+    reach: Reach<'_>,
 ) -> Store<RunState> {
-    let transcript = Transcript::masked(limits.output(), live, secrets.masker());
+    let cancel = reach.cancel.cloned();
+    let secrets = reach.secrets;
+    let transcript = Transcript::masked(limits.output(), reach.live, secrets.masker());
+    let host_calls = HostCalls::default();
+    let egress = Egress::new(
+        reach.egress,
+        limits,
+        deadline,
+        cancel.clone(),
+        host_calls.clone(),
+    );
     // Explicit rather than relying on the builder's defaults: no sockets of
     // any kind and no name lookup (its address check already denies all).
     let wasi = WasiCtx::builder()
@@ -275,8 +328,11 @@ fn new_store(
         engine,
         RunState {
             wasi,
+            http: WasiHttpCtx::new(),
+            egress,
             table,
             transcript,
+            host_calls,
             memory: MemoryMeter {
                 limit: limits.memory_bytes,
                 held: 0,

@@ -104,10 +104,27 @@ impl RunSecrets {
 
     /// The masker for every granted value.
     pub fn masker(&self) -> Masker {
-        Masker::new(self.grants.values().filter_map(|grant| match grant {
+        Masker::new(self.values())
+    }
+
+    /// The masker for host-call records, whose HTTP targets are URLs
+    /// without their query: every granted value, and each value's part
+    /// before a `?` or `#` (when at least [`MIN_VALUE_BYTES`] long), so a
+    /// webhook URL kept as a secret is masked in its record either way.
+    pub fn url_masker(&self) -> Masker {
+        Masker::new(self.values().flat_map(|value| {
+            let before_query = value.split(['?', '#']).next().unwrap_or_default();
+            let prefix = (before_query.len() >= MIN_VALUE_BYTES && before_query != value)
+                .then_some(before_query);
+            std::iter::once(value).chain(prefix)
+        }))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.grants.values().filter_map(|grant| match grant {
             Grant::Value(value) => Some(value.as_str()),
             Grant::Unavailable(_) => None,
-        }))
+        })
     }
 }
 
@@ -345,6 +362,23 @@ mod tests {
                 "n": "***",
                 "kept": 42,
             })
+        );
+    }
+
+    #[test]
+    fn host_call_records_mask_a_secret_url_without_its_query_too() {
+        let secrets = RunSecrets::new([
+            ("HOOK".to_owned(), Ok(format!("{HOOK}?token=abc"))),
+            ("TOKEN".to_owned(), Ok(TOKEN.to_owned())),
+        ]);
+        let masker = secrets.url_masker();
+        assert_eq!(masker.mask(&format!("POST {HOOK}")), "POST ***");
+        assert_eq!(masker.mask(&format!("GET {HOOK}?token=abc")), "GET ***");
+        assert_eq!(masker.mask(TOKEN), "***");
+        // The plain masker knows the whole value only.
+        assert_eq!(
+            secrets.masker().mask(&format!("POST {HOOK}")),
+            format!("POST {HOOK}")
         );
     }
 

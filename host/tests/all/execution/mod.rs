@@ -1686,6 +1686,7 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_run() {
 }
 
 mod crash;
+mod egress;
 mod json;
 
 // ---- Operator experience: runs across automations, retry chains, live

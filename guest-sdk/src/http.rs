@@ -147,7 +147,7 @@ impl Request {
         let headers = Fields::new();
         for (name, value) in &self.headers {
             headers
-                .append(name, &value.as_bytes().to_vec())
+                .append(name, value.as_bytes())
                 .map_err(|e| Error::new(format!("header `{name}` is not allowed: {e:?}")))?;
         }
         let request = OutgoingRequest::new(headers);

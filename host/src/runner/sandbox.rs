@@ -75,7 +75,10 @@ impl bindings::automata::workflow::secrets::Host for RunState {
         // refused says why.
         let read = self.secrets.get(&name);
         let refusal = read.as_ref().err().map(ToString::to_string);
-        self.host_calls.record(HostCall::secret(&name, refusal));
+        self.host_calls.record(HostCall::secret(
+            &super::secrets::recorded_name(&name),
+            refusal,
+        ));
         read.ok().map(str::to_owned)
     }
 }

@@ -33,6 +33,18 @@ use crate::domain::secret::MIN_VALUE_BYTES;
 /// What replaces a secret's value.
 pub const MASK: &str = "***";
 
+/// How the name a guest asked `secrets.get` for is kept in the run's host
+/// calls: as asked, or — past the longest secret name, when it cannot be
+/// one — cut there and marked `…`, so a guest cannot swell its run's record
+/// with names of megabytes.
+pub fn recorded_name(name: &str) -> Cow<'_, str> {
+    let longest = crate::domain::capabilities::MAX_SECRET_NAME_LEN;
+    match name.char_indices().nth(longest) {
+        None => Cow::Borrowed(name),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &name[..cut])),
+    }
+}
+
 /// One granted secret, as the run sees it.
 #[derive(Clone, PartialEq, Eq)]
 enum Grant {
@@ -380,6 +392,15 @@ mod tests {
             secrets.masker().mask(&format!("POST {HOOK}")),
             format!("POST {HOOK}")
         );
+    }
+
+    #[test]
+    fn recorded_names_are_cut_past_the_longest_secret_name() {
+        assert_eq!(recorded_name("API_TOKEN"), "API_TOKEN");
+        let longest = "K".repeat(64);
+        assert_eq!(recorded_name(&longest), longest);
+        let huge = "é".repeat(1 << 20);
+        assert_eq!(recorded_name(&huge), format!("{}…", "é".repeat(64)));
     }
 
     #[test]

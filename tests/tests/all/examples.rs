@@ -46,7 +46,13 @@ async fn each_example_reports_its_trigger_nodes() {
             "ingestion-failure-alert",
             "Ingestion Failure Alert",
             "context.ingestion.failed",
-            3,
+            4,
+        ),
+        (
+            "welcome-to-chat",
+            "Welcome To Chat",
+            "thread.member_joined",
+            2,
         ),
     ] {
         let workflow = load(&runner, name).await;
@@ -150,6 +156,8 @@ async fn ingestion_alert_is_critical_after_repeated_failures() {
             "source_id": "src_9",
             "summary": "[critical] Ingestion of Team Drive failed: 401 Unauthorized",
             "consecutive_failures": 3,
+            // No ALERT_WEBHOOK_URL granted to this run: printed only.
+            "delivered": false,
         }))
     );
 }

@@ -367,3 +367,166 @@ async fn a_component_built_against_the_first_wit_still_runs() {
     assert_eq!(run["host_calls"], json!([]));
     server.stop().await;
 }
+
+/// Sets the app secret `name` to `value`.
+async fn set_secret(api: &Api, name: &str, value: &str) {
+    let (code, answer) = api
+        .call(
+            Method::PUT,
+            &format!("/apps/default/secrets/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+    assert!(code.is_success(), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingestion_alert_is_delivered_to_the_webhook_in_its_secret() {
+    let (address, seen) = loopback_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ExecutionConfig::default()).await;
+    let api = &server.api;
+    let webhook = format!("http://{address}/hook");
+    set_secret(api, "ALERT_WEBHOOK_URL", &webhook).await;
+    let config = api.upload("default", "ingestion-failure-alert").await;
+    let event = json!({
+        "trigger": "context.ingestion.failed",
+        "payload": {"source_id": "src_1", "error": "401 from the source", "consecutive_failures": 3},
+    });
+
+    // The alert can call out, so it needs a host granted to be activated;
+    // without the secret granted too, it prints the alert only.
+    let (code, refused) = api
+        .call(
+            Method::POST,
+            "/apps/default/automations",
+            Some(json!({
+                "name": "Alert", "type": "trigger", "trigger": "context.ingestion.failed",
+                "config_id": config,
+            })),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{refused}");
+    let (code, refused) = api
+        .call(
+            Method::POST,
+            &format!("/apps/default/automations/{}/activate", id(&refused)),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let printing = api
+        .trigger(
+            "context.ingestion.failed",
+            &config,
+            json!({"capabilities": {"http": {"allowed_hosts": [address.to_string()]}}}),
+        )
+        .await;
+    let run = api.first_run(event.clone()).await;
+    let run = api.wait_ended("default", &run).await;
+    assert_eq!(status(&run), "completed", "{run:#}");
+    assert_eq!(run["result"]["payload"]["delivered"], false);
+    assert_eq!(
+        run["result"]["output"],
+        json!([
+            "[warn] src_1 has failed 3 times in a row",
+            "[critical] Ingestion of src_1 failed: 401 from the source",
+        ]),
+        "{run:#}"
+    );
+    // The read of a secret the automation is not granted is on the record.
+    let calls = run["host_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{run:#}");
+    assert_eq!(calls[0]["kind"], "secret");
+    assert_eq!(calls[0]["target"], "ALERT_WEBHOOK_URL");
+    assert!(seen.bodies.lock().unwrap().is_empty());
+    api.pause(&printing).await;
+
+    // Granted the secret and the webhook's host: posted.
+    api.trigger(
+        "context.ingestion.failed",
+        &config,
+        json!({"capabilities": {
+            "http": {"allowed_hosts": [address.to_string()]},
+            "secrets": ["ALERT_WEBHOOK_URL"],
+        }}),
+    )
+    .await;
+    let run = api.first_run(event).await;
+    let run = api.wait_ended("default", &run).await;
+    assert_eq!(status(&run), "completed", "{run:#}");
+    assert_eq!(run["result"]["payload"]["delivered"], true, "{run:#}");
+    assert_eq!(
+        *seen.bodies.lock().unwrap(),
+        [json!({
+            "text": "[critical] Ingestion of src_1 failed: 401 from the source",
+            "source_id": "src_1",
+            "severity": "critical",
+        })]
+    );
+    // The secret read names the secret; the request's URL is the secret's
+    // value, so its record shows it masked.
+    let calls = run["host_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{run:#}");
+    assert_eq!(calls[0]["kind"], "secret");
+    assert_eq!(calls[0]["target"], "ALERT_WEBHOOK_URL");
+    assert_eq!(calls[1]["kind"], "http");
+    assert_eq!(calls[1]["target"], "POST ***");
+    assert_eq!(calls[1]["status"], 200);
+    assert!(!run.to_string().contains(&webhook), "{run:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_to_chat_posts_the_welcome_and_says_what_a_missing_grant_needs() {
+    let (address, seen) = loopback_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ExecutionConfig::default()).await;
+    let api = &server.api;
+    let config = api.upload("default", "welcome-to-chat").await;
+    let event = json!({
+        "trigger": "thread.member_joined",
+        "payload": {"thread": {"name": "Design"}, "member": {"id": "usr_7", "name": "Ada"}},
+    });
+
+    // The host is granted, the secret is not: the run fails saying so.
+    let ungranted = api
+        .trigger(
+            "thread.member_joined",
+            &config,
+            json!({"capabilities": {"http": {"allowed_hosts": [address.to_string()]}}}),
+        )
+        .await;
+    let run = api.first_run(event.clone()).await;
+    let run = api.wait_ended("default", &run).await;
+    assert_eq!(status(&run), "failed", "{run:#}");
+    assert!(error(&run).contains("--secret CHAT_WEBHOOK_URL"), "{run:#}");
+    api.pause(&ungranted).await;
+
+    set_secret(api, "CHAT_WEBHOOK_URL", &format!("http://{address}/hook")).await;
+    api.trigger(
+        "thread.member_joined",
+        &config,
+        json!({"capabilities": {
+            "http": {"allowed_hosts": [address.to_string()]},
+            "secrets": ["CHAT_WEBHOOK_URL"],
+        }}),
+    )
+    .await;
+    let run = api.first_run(event).await;
+    let run = api.wait_ended("default", &run).await;
+    assert_eq!(status(&run), "completed", "{run:#}");
+    assert_eq!(
+        run["result"]["payload"],
+        json!({"message": "Welcome to Design, Ada!", "posted": true, "member_id": "usr_7"})
+    );
+    assert_eq!(
+        run["result"]["output"],
+        json!(["posted: Welcome to Design, Ada!"])
+    );
+    assert_eq!(
+        *seen.bodies.lock().unwrap(),
+        [json!({"text": "Welcome to Design, Ada!"})]
+    );
+    server.stop().await;
+}

@@ -500,6 +500,30 @@ async fn a_run_reads_only_granted_secrets_and_never_shows_their_values() {
         json!({"read": {"API_TOKEN": "***", "OTHER_TOKEN": null, "NOT_SET": null},
                "values": ["***"]})
     );
+    // Each read is a host call naming the secret, never its value, and
+    // saying why a refused one was refused.
+    let calls: Vec<Value> = done["host_calls"]
+        .as_array()
+        .expect("host_calls")
+        .iter()
+        .map(|call| json!([call["kind"], call["target"], call["error"]]))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            json!(["secret", "API_TOKEN", null]),
+            json!([
+                "secret",
+                "OTHER_TOKEN",
+                "not granted to this automation (add the name to its capabilities.secrets)"
+            ]),
+            json!([
+                "secret",
+                "NOT_SET",
+                "not set in app `default` (`automata set secret NOT_SET`)"
+            ]),
+        ]
+    );
 
     // In the error of a failed run too.
     let run = send(

@@ -64,11 +64,26 @@ pub struct ServeProcess {
 /// # Panics
 /// When the server does not announce an address within 60 seconds.
 pub fn spawn_serve(binary: &str, data_dir: &Path, extra: &[&str]) -> ServeProcess {
+    spawn_serve_with_env(binary, data_dir, extra, &[])
+}
+
+/// [`spawn_serve`] with these environment variables set too (e.g. a test
+/// hook's file).
+///
+/// # Panics
+/// As [`spawn_serve`].
+pub fn spawn_serve_with_env(
+    binary: &str,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> ServeProcess {
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("AUTOMATA_ADMIN_TOKEN", ADMIN_TOKEN)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

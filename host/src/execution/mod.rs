@@ -11,6 +11,7 @@
 //! - `worker`: executes one run and records its result, accounting and retry.
 //! - Recovery on start and a clean shutdown with a grace period.
 
+mod catalog;
 mod live;
 mod queue;
 mod scheduler;
@@ -109,6 +110,25 @@ pub struct EventAnswer {
     pub replayed: bool,
 }
 
+/// What intake looks up for an event.
+#[derive(Debug, Clone)]
+struct Lookup {
+    app: AppId,
+    trigger: String,
+    idempotency_key: Option<String>,
+    /// [`IncomingEvent::request_sha256`], stored on the receipt.
+    request_sha256: String,
+}
+
+/// What intake's reads found.
+enum Listeners {
+    /// The event repeats a live idempotency key: the earlier answer (or the
+    /// 422 for another request under the key).
+    Replay(Result<EventAnswer, ExecutionError>),
+    /// The running automations listening to it.
+    Found(Vec<Automation>),
+}
+
 /// What recovery found on start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -150,6 +170,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Opens the secrets runs are granted ([`Execution::with_secret_key`]).
     secret_key: OnceLock<SecretKey>,
+    /// The automations and configs workers run with.
+    catalog: catalog::Catalog,
 }
 
 impl Shared {
@@ -224,27 +246,36 @@ impl Shared {
         )
     }
 
-    /// Intake after validation: replays a live idempotency key, or stores a
-    /// run per running automation listening to the event (with the receipt)
-    /// and queues them.
-    fn receive_event(
-        &self,
-        app: AppId,
-        event: IncomingEvent,
-        now: DateTime<Utc>,
-        sender: Option<String>,
-    ) -> Result<EventAnswer, ExecutionError> {
-        let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
-        let request_sha256 = event.request_sha256();
-        if let Some(key) = &event.idempotency_key
-            && let Some(receipt) = self.store.event_receipt(&app, key)?
-            && receipt.received_at >= replay_since
+    /// Intake's reads: the answer to a live idempotency key's repeat, or
+    /// the running automations of `app` listening to the event.
+    fn listeners(&self, lookup: &Lookup, now: DateTime<Utc>) -> Result<Listeners, ExecutionError> {
+        let app = &lookup.app;
+        if let Some(key) = &lookup.idempotency_key
+            && let Some(receipt) = self.store.event_receipt(app, key)?
+            && receipt.received_at >= now - dispatch::IDEMPOTENCY_WINDOW
         {
-            return self.replayed(&app, replay(receipt, key, &request_sha256));
+            let answer = replay(receipt, key, &lookup.request_sha256);
+            return Ok(Listeners::Replay(self.replayed(app, answer)));
         }
         let automations = self
             .store
-            .running_trigger_automations(&app, &event.trigger)?;
+            .running_trigger_automations(app, &lookup.trigger)?;
+        Ok(Listeners::Found(automations))
+    }
+
+    /// Intake's write: a run per automation of `automations` (those still
+    /// running when the writer stores them), with the receipt, through the
+    /// store writer; then queues them.
+    async fn store_event(
+        &self,
+        lookup: Lookup,
+        event: IncomingEvent,
+        automations: Vec<Automation>,
+        now: DateTime<Utc>,
+        sender: Option<String>,
+    ) -> Result<EventAnswer, ExecutionError> {
+        let app = lookup.app;
+        let replay_since = now - dispatch::IDEMPOTENCY_WINDOW;
         let _room = match self.queue.reserve(&app, automations.len()) {
             Ok(room) => room,
             Err(full) => {
@@ -269,30 +300,36 @@ impl Shared {
             run_ids: runs.iter().map(|run| run.id.clone()).collect(),
             received_at: now,
             requested_by: sender,
-            request_sha256: Some(request_sha256),
+            request_sha256: Some(lookup.request_sha256),
         };
-        Ok(
-            match self.store.insert_event(&receipt, &runs, replay_since)? {
-                // Another request with the key was stored first.
-                EventRecord::Replayed(earlier) => {
-                    let key = receipt.idempotency_key.as_deref().unwrap_or_default();
-                    let request_sha256 = receipt.request_sha256.as_deref().unwrap_or_default();
-                    return self.replayed(&receipt.app_id, replay(earlier, key, request_sha256));
+        let (app, key) = (
+            receipt.app_id.clone(),
+            receipt.idempotency_key.clone().unwrap_or_default(),
+        );
+        let request_sha256 = receipt.request_sha256.clone().unwrap_or_default();
+        let record = self
+            .store
+            .writer()
+            .insert_event(receipt, runs.clone(), replay_since)
+            .await?;
+        Ok(match record {
+            // Another request with the key was stored first.
+            EventRecord::Replayed(earlier) => {
+                return self.replayed(&app, replay(earlier, &key, &request_sha256));
+            }
+            EventRecord::Stored(receipt) => {
+                self.metrics.event(&receipt.app_id, EventResult::Accepted);
+                let stored = runs.iter().filter(|run| receipt.run_ids.contains(&run.id));
+                for run in stored.clone() {
+                    self.metrics.run_created(run, RunOrigin::Event);
                 }
-                EventRecord::Stored(receipt) => {
-                    self.metrics.event(&receipt.app_id, EventResult::Accepted);
-                    let stored = runs.iter().filter(|run| receipt.run_ids.contains(&run.id));
-                    for run in stored.clone() {
-                        self.metrics.run_created(run, RunOrigin::Event);
-                    }
-                    self.queue.enqueue(stored.map(Shared::waiting));
-                    EventAnswer {
-                        receipt,
-                        replayed: false,
-                    }
+                self.queue.enqueue(stored.map(Shared::waiting));
+                EventAnswer {
+                    receipt,
+                    replayed: false,
                 }
-            },
-        )
+            }
+        })
     }
 
     /// Counts an event answered from an earlier receipt: replayed, or
@@ -348,13 +385,27 @@ where
     F: FnOnce(&Shared) -> T + Send + 'static,
 {
     let shared = shared.clone();
-    match tokio::task::spawn_blocking(move || call(&shared)).await {
+    joined(tokio::task::spawn_blocking(move || call(&shared)).await).await
+}
+
+/// A finished task's value; its panic goes on in the caller.
+async fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    match result {
         Ok(value) => value,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         // Cancelled: the runtime is shutting down and drops this task with it,
         // so there is nothing to return to.
         Err(_) => std::future::pending().await,
     }
+}
+
+/// Runs `work` to its end on a task of its own, even if the caller stops
+/// waiting: a request whose client went away must not leave runs stored
+/// but never queued (or ended but never counted).
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    joined(tokio::spawn(work).await).await
 }
 
 impl Execution {
@@ -386,6 +437,7 @@ impl Execution {
                 streams_closed: watch::Sender::new(false),
                 metrics,
                 secret_key: OnceLock::new(),
+                catalog: catalog::Catalog::default(),
             }),
             tasks: Mutex::default(),
             started: AtomicBool::new(false),
@@ -444,9 +496,12 @@ impl Execution {
         self.shared.scheduler.touch(app, automation);
     }
 
-    /// Follows the control plane's automation changes until shutdown. A
-    /// receiver that fell behind re-examines every automation.
+    /// Follows the control plane's automation changes until shutdown (the
+    /// scheduler, deleted automations' executing runs, and the catalog of
+    /// automations and configs workers run with). A receiver that fell
+    /// behind re-examines every automation.
     pub fn follow(&self, mut changes: broadcast::Receiver<AutomationChange>) {
+        self.shared.catalog.follow(changes.resubscribe());
         let shared = self.shared.clone();
         let mut stop = shared.stop.subscribe();
         let task = tokio::spawn(async move {
@@ -470,6 +525,7 @@ impl Execution {
                         }
                         shared.scheduler.touch(&app_id, &id);
                     }
+                    Ok(AutomationChange::ConfigDeleted { .. }) => {}
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!("missed {missed} automation changes; re-examining all");
                         match blocking(&shared, |s| s.store.all_automations()).await {
@@ -501,12 +557,27 @@ impl Execution {
     ) -> Result<EventAnswer, ExecutionError> {
         event.validate()?;
         self.shared.check_accepting()?;
-        // One trip to a blocking thread: the store calls may wait for the disk.
         let sender = current_actor();
-        blocking(&self.shared, move |s| {
-            s.receive_event(app, event, Utc::now(), sender)
-        })
-        .await
+        let now = Utc::now();
+        let lookup = Lookup {
+            app,
+            trigger: event.trigger.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+            request_sha256: event.request_sha256(),
+        };
+        // Index reads, served from sled's page cache: on this thread.
+        match self.shared.listeners(&lookup, now)? {
+            Listeners::Replay(answer) => answer,
+            Listeners::Found(automations) => {
+                let shared = Arc::clone(&self.shared);
+                to_completion(async move {
+                    shared
+                        .store_event(lookup, event, automations, now, sender)
+                        .await
+                })
+                .await
+            }
+        }
     }
 
     /// Runs `automation` now on the given input (default: its own event with
@@ -571,16 +642,16 @@ impl Execution {
     }
 
     async fn enqueue_new(&self, run: Run, origin: RunOrigin) -> Result<Run, ExecutionError> {
-        let reservation = self.shared.queue.reserve(&run.app_id, 1)?;
-        let stored = run.clone();
-        blocking(&self.shared, move |s| {
-            s.store.insert_runs(std::slice::from_ref(&stored))
+        let shared = Arc::clone(&self.shared);
+        to_completion(async move {
+            let reservation = shared.queue.reserve(&run.app_id, 1)?;
+            shared.store.writer().insert_runs(vec![run.clone()]).await?;
+            shared.metrics.run_created(&run, origin);
+            shared.queue.enqueue([Shared::waiting(&run)]);
+            drop(reservation);
+            Ok(run)
         })
-        .await?;
-        self.shared.metrics.run_created(&run, origin);
-        self.shared.queue.enqueue([Shared::waiting(&run)]);
-        drop(reservation);
-        Ok(run)
+        .await
     }
 
     /// Cancels a pending or running run; a running one is interrupted and
@@ -591,15 +662,14 @@ impl Execution {
         let run = self.stop(app, run_id).await?;
         match actor {
             Some(actor) if run.status == RunStatus::Cancelled => {
-                let id = run_id.clone();
-                let recorded = blocking(&self.shared, move |s| {
-                    s.store.update_run(&id, &mut |run| {
-                        run.cancelled_by = Some(actor.clone());
-                        Ok(())
-                    })
-                })
-                .await?;
-                Ok(recorded)
+                let record = Box::new(move |run: &mut Run| {
+                    run.cancelled_by = Some(actor.clone());
+                    Ok(())
+                });
+                let writer = self.shared.store.writer();
+                Ok(writer
+                    .change_run(run_id.clone(), record, None, true)
+                    .await?)
             }
             _ => Ok(run),
         }
@@ -620,22 +690,25 @@ impl Execution {
         {
             CancelFound::Executing => self.wait_until_ended(app, run_id).await,
             CancelFound::Waiting | CancelFound::Absent => {
-                let id = run_id.clone();
-                let cancelled = blocking(&self.shared, move |s| {
-                    s.store.update_run(&id, &mut |run| {
-                        run.transition(
-                            RunStatus::Cancelled,
-                            Utc::now(),
-                            Some(REASON_CANCELLED_BY_OPERATOR.to_owned()),
-                        )
-                    })
+                let cancel = Box::new(|run: &mut Run| {
+                    run.transition(
+                        RunStatus::Cancelled,
+                        Utc::now(),
+                        Some(REASON_CANCELLED_BY_OPERATOR.to_owned()),
+                    )
+                });
+                let (shared, id) = (Arc::clone(&self.shared), run_id.clone());
+                let cancelled = to_completion(async move {
+                    let cancelled = shared.store.writer().change_run(id, cancel, None, true);
+                    let cancelled = cancelled.await;
+                    if let Ok(run) = &cancelled {
+                        shared.run_ended(run);
+                    }
+                    cancelled
                 })
                 .await;
                 match cancelled {
-                    Ok(run) => {
-                        self.shared.run_ended(&run);
-                        Ok(run)
-                    }
+                    Ok(run) => Ok(run),
                     // It started or ended meanwhile: cancel what executes.
                     Err(StoreError::Transition(_)) => {
                         self.shared

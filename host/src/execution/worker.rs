@@ -15,7 +15,7 @@ use crate::domain::outcome::{FailureKind, Outcome, RunReport};
 use crate::domain::run::{Run, RunResult, RunStatus, RunTransitionError};
 use crate::domain::workflow::RunContext;
 use crate::metrics::RunOrigin;
-use crate::runner::{CancelToken, RunOptions, Workflow};
+use crate::runner::{CancelToken, RunOptions, RunSecrets, Workflow};
 use crate::store::StoreError;
 
 /// Executes the run `id`, which the queue has marked executing, and frees its
@@ -51,38 +51,44 @@ async fn execute_run(
     id: &RunId,
     cancel: &CancelToken,
 ) -> Result<(), StoreError> {
-    // One trip to the store for what the run needs.
-    let lookup = id.clone();
-    let loaded = blocking(shared, move |s| {
-        let Some(run) = s.store.run(&lookup)? else {
-            return Ok(None);
-        };
-        let automation = s.store.automation(&run.app_id, &run.automation_id)?;
-        let config = match &run.config_id {
-            Some(config_id) => s.store.config(&run.app_id, config_id)?,
-            None => None,
-        };
-        let secrets = super::secrets::granted(
-            s.store.as_ref(),
-            s.secret_key.get(),
-            &run.app_id,
-            automation.as_ref(),
-        )?;
-        Ok::<_, StoreError>(Some((run, automation, config, secrets)))
-    })
-    .await?;
-    let Some((run, automation, config, secrets)) = loaded else {
+    // The run from sled's page cache, its automation and config from the
+    // catalog: no trip to a blocking thread.
+    let Some(run) = shared.store.run(id)? else {
         return Ok(());
     };
     // Cancelled (paused, deleted, by an operator) after it was queued.
     if run.status != RunStatus::Pending {
         return Ok(());
     }
-    let workflow = match workflow_for(shared, &run, config).await? {
+    let store = shared.store.as_ref();
+    let automation = shared
+        .catalog
+        .automation(store, &run.app_id, &run.automation_id)?;
+    let config = match &run.config_id {
+        Some(config_id) => shared.catalog.config(store, &run.app_id, config_id)?,
+        None => None,
+    };
+    let secrets = match automation.clone() {
+        // Opening secrets reads the store and decrypts: off the async workers.
+        Some(automation) if !automation.capabilities.secrets.is_empty() => {
+            let app = run.app_id.clone();
+            blocking(shared, move |s| {
+                super::secrets::granted(
+                    s.store.as_ref(),
+                    s.secret_key.get(),
+                    &app,
+                    Some(&automation),
+                )
+            })
+            .await?
+        }
+        _ => RunSecrets::default(),
+    };
+    let workflow = match workflow_for(shared, &run, config.as_deref()).await? {
         Ok(workflow) => workflow,
         Err(problem) => {
             let ending = Ending::not_run(&problem, None, FailureKind::ConfigUnavailable);
-            return record(shared, &run, automation.as_ref(), ending).await;
+            return record(shared, &run, automation.as_deref(), ending).await;
         }
     };
 
@@ -91,18 +97,20 @@ async fn execute_run(
     let digest = workflow.digest().to_string();
     let reason = shared.queue.cancel_reason(id).map(str::to_owned);
     let cancelled_before_start = cancel.is_cancelled();
-    let start = id.clone();
-    let started = blocking(shared, move |s| {
-        s.store.start_run(&start, &mut |run| {
-            let now = Utc::now();
-            if cancelled_before_start {
-                return run.transition(RunStatus::Cancelled, now, reason.clone());
-            }
-            run.config_digest = Some(digest.clone());
-            run.transition(RunStatus::Running, now, None)
-        })
-    })
-    .await;
+    let start = Box::new(move |run: &mut Run| {
+        let now = Utc::now();
+        if cancelled_before_start {
+            return run.transition(RunStatus::Cancelled, now, reason.clone());
+        }
+        run.config_digest = Some(digest.clone());
+        run.transition(RunStatus::Running, now, None)
+    });
+    // Run progress: applied at once, on disk with the next flush.
+    let started = shared
+        .store
+        .writer()
+        .change_run(id.clone(), start, None, false)
+        .await;
     let run = match started {
         Ok(run) if run.status == RunStatus::Running => run,
         Ok(run) if run.status == RunStatus::Cancelled => {
@@ -126,11 +134,11 @@ async fn execute_run(
     };
     let options = RunOptions {
         limits: automation
-            .as_ref()
+            .as_deref()
             .map(|automation| automation.limits)
             .unwrap_or_default(),
         capabilities: automation
-            .as_ref()
+            .as_deref()
             .map(|automation| automation.capabilities.clone())
             .unwrap_or_default(),
         cancel: Some(cancel.clone()),
@@ -145,7 +153,7 @@ async fn execute_run(
         report,
         cancel_reason: shared.queue.cancel_reason(id).map(str::to_owned),
     };
-    record(shared, &run, automation.as_ref(), ending).await
+    record(shared, &run, automation.as_deref(), ending).await
 }
 
 /// The compiled component of the run's `config`, from the cache or the
@@ -153,7 +161,7 @@ async fn execute_run(
 async fn workflow_for(
     shared: &Arc<Shared>,
     run: &Run,
-    config: Option<Config>,
+    config: Option<&Config>,
 ) -> Result<Result<Workflow, String>, StoreError> {
     let Some(config_id) = run.config_id.clone() else {
         return Ok(Err("the automation has no config_id to run".to_owned()));
@@ -296,16 +304,14 @@ async fn record(
     let retry = ending
         .class()
         .and_then(|class| next_attempt(shared, run, automation, class, now));
-    let (finish, stored_retry) = (run.id.clone(), retry.clone());
-    let ended = blocking(shared, move |s| {
-        let retry_id = stored_retry.as_ref().map(|r| &r.id);
-        s.store.finish_run(
-            &finish,
-            &mut |run| ending.apply_linked(run, now, retry_id),
-            stored_retry.as_ref(),
-        )
-    })
-    .await?;
+    let retry_id = retry.as_ref().map(|r| r.id.clone());
+    let finish = Box::new(move |run: &mut Run| ending.apply_linked(run, now, retry_id.as_ref()));
+    // Run progress, like the start.
+    let ended = shared
+        .store
+        .writer()
+        .change_run(run.id.clone(), finish, retry.clone(), false)
+        .await?;
     shared.run_ended(&ended);
     if let Some(retry) = retry {
         shared.metrics.run_created(&retry, RunOrigin::Retry);

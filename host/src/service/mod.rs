@@ -127,6 +127,9 @@ pub enum AutomationChange {
     Saved(Arc<Automation>),
     /// Deleted.
     Deleted { app_id: AppId, id: AutomationId },
+    /// A config was deleted (configs change no other way), so the execution
+    /// plane's catalog forgets it.
+    ConfigDeleted { app_id: AppId, id: ConfigId },
 }
 
 /// Service limits.
@@ -507,6 +510,10 @@ impl Service {
             if let Ok(digest) = config.digest.parse::<ComponentDigest>() {
                 self.runner.forget(&digest);
             }
+            self.notify(AutomationChange::ConfigDeleted {
+                app_id: app.clone(),
+                id: config.id.clone(),
+            });
             tracing::info!(app = %app, config = %config.id, "config deleted");
             Ok(())
         } else {

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
+use super::{StoreError, StoreWriter};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
 use crate::domain::ids::{AppId, AutomationId, RunId};
@@ -22,6 +22,11 @@ pub enum EventRecord {
 
 /// The execution plane's part of the [`Store`](super::Store).
 pub trait ExecutionStore {
+    /// The writer thread's handle: the async, batched way to make the run
+    /// writes below (intake, start, end, ticks, cancellations); see
+    /// [`StoreWriter`].
+    fn writer(&self) -> &StoreWriter;
+
     /// Starts a run with `change` (read, change, write, re-index, atomically).
     /// Run progress: this returns once the change is applied and visible to
     /// reads, without waiting for the disk (see [`Durability`]).

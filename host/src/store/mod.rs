@@ -3,7 +3,10 @@
 //! The trait speaks the domain's types; how keys are laid out is the
 //! implementation's business (see `sled_store.rs` and ARCHITECTURE.md). Every
 //! method that changes several keys does so atomically. Methods are blocking:
-//! async callers run them on a blocking thread (the service does).
+//! async callers run them on a blocking thread (the service does). The
+//! execution plane's run writes go through [`StoreWriter`] instead
+//! ([`ExecutionStore::writer`]): awaited, and batched with every other run
+//! write waiting into one transaction.
 
 mod access;
 mod backup;
@@ -12,6 +15,7 @@ mod quarantine;
 mod retention;
 mod secrets;
 mod sled_store;
+mod writer;
 
 use std::time::Duration;
 
@@ -27,7 +31,8 @@ pub use execution::{EventRecord, ExecutionStore};
 pub use quarantine::{QuarantineStore, QuarantinedRecord, RecordKind, RecordScan};
 pub use retention::RetentionStore;
 pub use secrets::SecretStore;
-pub use sled_store::{FORMAT_VERSION, PROGRESS_FLUSH_DELAY, SledStore};
+pub use sled_store::{FORMAT_VERSION, HOLD_FILE_ENV, PROGRESS_FLUSH_DELAY, SledStore};
+pub use writer::{MAX_BATCH, QUEUE_CAPACITY, RunChange, StoreWriter};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -40,12 +40,14 @@ mod secrets;
 #[cfg(test)]
 mod test_fixture;
 mod write_failure;
+mod writer;
 
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,6 +56,7 @@ use sled::transaction::{
 };
 use sled::{Db, IVec, Tree};
 
+use super::writer::StoreWriter;
 use super::{Cancellation, Durability, Store, StoreError, StoreOptions};
 use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
 use crate::domain::config::Config;
@@ -64,6 +67,7 @@ pub use group_commit::PROGRESS_FLUSH_DELAY;
 use group_commit::{Commit, GroupCommit};
 use quarantine::{Record, TxAbort, Unreadable};
 use write_failure::WriteFailure;
+pub use writer::HOLD_FILE_ENV;
 
 /// The on-disk layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";
@@ -75,7 +79,8 @@ const PROBE_KEY: &str = "probe";
 pub struct SledStore {
     db: Db,
     /// With `--flush always`; otherwise sled flushes on its own interval.
-    group_commit: Option<GroupCommit>,
+    /// Shared with the writer thread's copy of the store.
+    group_commit: Option<Arc<GroupCommit>>,
     automations: Tree,
     configs: Tree,
     runs: Tree,
@@ -94,6 +99,11 @@ pub struct SledStore {
     secrets: Tree,
     /// Set by the first failed write or flush: no writes after it.
     failure: Arc<WriteFailure>,
+    /// Sends run writes to the writer thread (`writer.rs`); `None` in the
+    /// thread's own copy of the store.
+    writer: Option<StoreWriter>,
+    /// The writer thread, joined when the store is dropped.
+    writer_thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for SledStore {
@@ -104,6 +114,13 @@ impl Drop for SledStore {
     /// flushed before they were acknowledged, and later ones cannot reach
     /// the disk. The directory lock goes with the process.
     fn drop(&mut self) {
+        // Closing the channel ends the writer thread once it has answered
+        // what it holds; its copy of the store goes with it.
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            // A panicking writer already reported itself.
+            let _ = thread.join();
+        }
         if self.failure.reason().is_some() {
             std::mem::forget(self.db.clone());
         }
@@ -352,20 +369,55 @@ impl SledStore {
             probes: AtomicU64::new(0),
             secrets: tree("secrets")?,
             group_commit: match options.durability {
-                Durability::Immediate => Some(GroupCommit::start(
+                Durability::Immediate => Some(Arc::new(GroupCommit::start(
                     db.clone(),
                     metrics.clone(),
                     Arc::clone(&failure),
-                )?),
+                )?)),
                 Durability::Interval(_) => None,
             },
             metrics,
             failure,
             db,
+            writer: None,
+            writer_thread: None,
         };
         store.index_app_runs()?;
         store.flush()?;
+        let mut store = store;
+        let (writer, jobs) = StoreWriter::channel();
+        let thread_store = store.writer_copy();
+        let thread = std::thread::Builder::new()
+            .name("automata-writer".into())
+            .spawn(move || writer::write_loop(&thread_store, jobs))
+            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+        store.writer = Some(writer);
+        store.writer_thread = Some(thread);
         Ok(store)
+    }
+
+    /// The store as the writer thread holds it: the same database, trees,
+    /// group commit, latch and metrics, without the writer's handle (so
+    /// dropping the store ends the thread).
+    fn writer_copy(&self) -> SledStore {
+        SledStore {
+            db: self.db.clone(),
+            group_commit: self.group_commit.clone(),
+            automations: self.automations.clone(),
+            configs: self.configs.clone(),
+            runs: self.runs.clone(),
+            blobs: self.blobs.clone(),
+            index: self.index.clone(),
+            quarantine: self.quarantine.clone(),
+            apps: self.apps.clone(),
+            keys: self.keys.clone(),
+            probes: AtomicU64::new(0),
+            metrics: self.metrics.clone(),
+            secrets: self.secrets.clone(),
+            failure: Arc::clone(&self.failure),
+            writer: None,
+            writer_thread: None,
+        }
     }
 
     /// What the store measures about its writes.
@@ -389,6 +441,18 @@ impl SledStore {
     ) -> Result<T, StoreError> {
         self.failure.check()?;
         let started = std::time::Instant::now();
+        let value = self.apply(f)?;
+        self.written(commit)?;
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(value)
+    }
+
+    /// Runs `f` as one transaction over all trees, moving aside each
+    /// unreadable record it meets and running it again; applied, not yet
+    /// waited for.
+    fn apply<T>(&self, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
         let trees = (
             &self.automations,
             &self.configs,
@@ -407,13 +471,7 @@ impl SledStore {
                 })
             });
             match result {
-                Ok(value) => {
-                    self.written(commit)?;
-                    self.metrics
-                        .write_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    return Ok(value);
-                }
+                Ok(value) => return Ok(value),
                 // Each round moves one more unreadable record aside.
                 Err(TransactionError::Abort(TxAbort::Unreadable(found))) => {
                     self.set_aside(found)?;
@@ -426,8 +484,14 @@ impl SledStore {
 
     /// Applies the durability policy to a write that has been applied.
     fn written(&self, commit: Commit) -> Result<(), StoreError> {
+        self.written_many(commit, 1)
+    }
+
+    /// Applies the durability policy to `writes` applied in one transaction
+    /// (the writer's batch).
+    fn written_many(&self, commit: Commit, writes: u64) -> Result<(), StoreError> {
         match &self.group_commit {
-            Some(group) => group.written(commit),
+            Some(group) => group.written_many(commit, writes),
             None => Ok(()),
         }
     }
@@ -443,16 +507,8 @@ impl SledStore {
     ) -> Result<Run, StoreError> {
         let change = RefCell::new(change);
         self.transact_as(commit, |tx| {
-            let Some(previous) = Tx::get::<Run>(tx.runs, id.as_str().as_bytes())? else {
-                return Err(abort(StoreError::RunNotFound(id.clone())));
-            };
-            let mut run = previous.clone();
-            (change.borrow_mut())(&mut run).map_err(|e| abort(e.into()))?;
-            tx.put_run(&run, Some(&previous))?;
-            if let Some(new) = also {
-                tx.put_run(new, None)?;
-            }
-            Ok(run)
+            tx.change(id, &mut **change.borrow_mut(), also)?
+                .map_err(abort)
         })
     }
 
@@ -675,18 +731,7 @@ impl Store for SledStore {
     }
 
     fn insert_runs(&self, runs: &[Run]) -> Result<(), StoreError> {
-        self.transact(|tx| {
-            for run in runs {
-                let owner = automation_key(&run.app_id, &run.automation_id);
-                if tx.automations.get(owner)?.is_none() {
-                    return Err(abort(StoreError::AutomationNotFound(
-                        run.automation_id.clone(),
-                    )));
-                }
-                tx.put_run(run, None)?;
-            }
-            Ok(())
-        })
+        self.transact(|tx| tx.new_runs(runs)?.map_err(abort))
     }
 
     fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {

@@ -9,27 +9,27 @@
 use chrono::{DateTime, Utc};
 
 use super::{Commit, SledStore, Tx, automation_key, backend, encode, key};
-use crate::domain::automation::{Automation, AutomationStatus, AutomationType};
+use crate::domain::automation::{Automation, AutomationStatus};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
 use crate::domain::ids::{AppId, AutomationId, RunId};
 use crate::domain::run::{Run, RunTransitionError};
-use crate::store::{EventRecord, ExecutionStore, StoreError};
+use crate::store::{EventRecord, ExecutionStore, StoreError, StoreWriter};
 
 const RECEIPTS: &str = "ev/";
 
-fn cursor_key(app: &AppId, automation: &AutomationId) -> Vec<u8> {
+pub(super) fn cursor_key(app: &AppId, automation: &AutomationId) -> Vec<u8> {
     key(&["sc", app.as_str(), automation.as_str()])
 }
 
 /// The key is the last part, so a `/` inside it cannot collide.
-fn receipt_key(app: &AppId, idempotency_key: &str) -> Vec<u8> {
+pub(super) fn receipt_key(app: &AppId, idempotency_key: &str) -> Vec<u8> {
     key(&["ev", app.as_str(), idempotency_key])
 }
 
 impl Tx<'_> {
     /// The automation, if it exists and is running.
-    fn running_automation(
+    pub(super) fn running_automation(
         &self,
         app: &AppId,
         id: &AutomationId,
@@ -40,6 +40,12 @@ impl Tx<'_> {
 }
 
 impl ExecutionStore for SledStore {
+    fn writer(&self) -> &StoreWriter {
+        self.writer
+            .as_ref()
+            .expect("only the writer thread's own copy of the store has no writer")
+    }
+
     fn start_run(
         &self,
         id: &RunId,
@@ -88,20 +94,7 @@ impl ExecutionStore for SledStore {
         runs: &[Run],
         cursor: &ScheduleCursor,
     ) -> Result<bool, StoreError> {
-        let key = cursor_key(app, automation);
-        self.transact(|tx| {
-            let scheduled = tx
-                .running_automation(app, automation)?
-                .is_some_and(|a| a.kind == AutomationType::Scheduled);
-            if !scheduled {
-                return Ok(false);
-            }
-            for run in runs {
-                tx.put_run(run, None)?;
-            }
-            tx.index.insert(key.as_slice(), encode(cursor))?;
-            Ok(true)
-        })
+        self.transact(|tx| tx.ticks(app, automation, runs, cursor))
     }
 
     fn event_receipt(&self, app: &AppId, key: &str) -> Result<Option<EventReceipt>, StoreError> {
@@ -114,35 +107,7 @@ impl ExecutionStore for SledStore {
         runs: &[Run],
         replay_since: DateTime<Utc>,
     ) -> Result<EventRecord, StoreError> {
-        let key = receipt
-            .idempotency_key
-            .as_deref()
-            .map(|idempotency_key| receipt_key(&receipt.app_id, idempotency_key));
-        self.transact(|tx| {
-            if let Some(key) = &key
-                && let Some(earlier) = Tx::get::<EventReceipt>(tx.index, key)?
-                && earlier.received_at >= replay_since
-            {
-                return Ok(EventRecord::Replayed(earlier));
-            }
-            let mut stored = EventReceipt {
-                run_ids: Vec::with_capacity(runs.len()),
-                ..receipt.clone()
-            };
-            for run in runs {
-                if tx
-                    .running_automation(&run.app_id, &run.automation_id)?
-                    .is_some()
-                {
-                    tx.put_run(run, None)?;
-                    stored.run_ids.push(run.id.clone());
-                }
-            }
-            if let Some(key) = &key {
-                tx.index.insert(key.as_slice(), encode(&stored))?;
-            }
-            Ok(EventRecord::Stored(stored))
-        })
+        self.transact(|tx| tx.event(receipt, runs, replay_since))
     }
 
     fn purge_event_receipts(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

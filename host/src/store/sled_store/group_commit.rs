@@ -49,6 +49,8 @@ struct State {
     wanted: u64,
     /// Every write up to this number is on disk.
     flushed: u64,
+    /// Flushes that succeeded.
+    flushes: u64,
     /// When unwaited-for writes must be flushed by.
     due: Option<Instant>,
     /// Writes up to this number will never be flushed: a flush failed.
@@ -109,9 +111,16 @@ impl GroupCommit {
     /// returns once it is on disk. [`StoreError::Unavailable`] once a flush
     /// failed.
     pub fn written(&self, commit: Commit) -> Result<(), StoreError> {
+        self.written_many(commit, 1)
+    }
+
+    /// Records `writes` applied in one transaction (a batch of the store
+    /// writer's), counted apart in the flush's batch size; otherwise as
+    /// [`written`](Self::written).
+    pub fn written_many(&self, commit: Commit, writes: u64) -> Result<(), StoreError> {
         self.failure.check()?;
         let mut state = self.shared.lock();
-        state.applied += 1;
+        state.applied += writes.max(1);
         let ticket = state.applied;
         match commit {
             Commit::Durable => self.wait_for(state, ticket),
@@ -130,6 +139,13 @@ impl GroupCommit {
         // A write number of its own, so a flush starts after this call even
         // if writes outside this accounting (sled's own) are pending.
         self.written(Commit::Durable)
+    }
+
+    /// Flushes done so far, and the writes they made durable.
+    #[cfg(test)]
+    pub fn flushed(&self) -> (u64, u64) {
+        let state = self.shared.lock();
+        (state.flushes, state.flushed)
     }
 
     fn wait_for(&self, mut state: MutexGuard<'_, State>, ticket: u64) -> Result<(), StoreError> {
@@ -222,6 +238,7 @@ fn flush_loop(shared: &Shared, db: &Db, metrics: &StoreMetrics, failure: &WriteF
             Ok(_) => {
                 metrics.flush_batch_writes.observe(batch as f64);
                 state.flushed = state.flushed.max(target);
+                state.flushes += 1;
             }
             // Logged once by the latch; the loop's top fails the writers.
             Err(_) => state.failed = Some(target),

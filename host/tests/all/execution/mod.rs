@@ -101,6 +101,17 @@ impl Api {
         self.automation("default", body, true).await
     }
 
+    /// Two running trigger automations of `config` on
+    /// `thread.member_joined`: every such event fans out to both.
+    async fn two_listeners(&self, config: &str) -> [String; 2] {
+        [
+            self.trigger("thread.member_joined", config, json!({}))
+                .await,
+            self.trigger("thread.member_joined", config, json!({}))
+                .await,
+        ]
+    }
+
     async fn pause(&self, automation: &str) {
         let (status, paused) = self
             .post(
@@ -451,12 +462,7 @@ async fn concurrent_requests_with_one_new_key_create_runs_once() {
     let server = TestServer::start(dir.path(), workers(2)).await;
     let api = &server.api;
     let welcome = api.upload("default", "welcome-new-members").await;
-    let automations = [
-        api.trigger("thread.member_joined", &welcome, json!({}))
-            .await,
-        api.trigger("thread.member_joined", &welcome, json!({}))
-            .await,
-    ];
+    let automations = api.two_listeners(&welcome).await;
     for round in 0..5 {
         let event = json!({"trigger": "thread.member_joined", "payload": welcome_payload(), "idempotency_key": format!("burst-{round}")});
         let answers = futures_util::future::join_all((0..16).map(|_| {

@@ -288,6 +288,10 @@ impl Server {
         .layer(axum::middleware::from_fn_with_state(
             guard,
             edge::guard::guard,
+        ))
+        // Outside the guard: its refusals of console requests are pages too.
+        .layer(axum::middleware::from_fn(
+            crate::console::pages_for_refusals,
         ));
         let readiness = Arc::clone(&self.readiness);
         let execution = Arc::clone(&self.execution);

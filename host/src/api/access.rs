@@ -108,6 +108,7 @@ pub const DECISIONS: &[(&str, &str, Need)] = &[
     ("POST", "/console/sign-in", Need::Public),
     ("POST", "/console/sign-out", Need::Public),
     ("GET", "/console/assets/{name}", Need::Public),
+    ("GET", "/favicon.ico", Need::Public),
     ("GET", "/console/apps/{app_id}", Need::Read),
     ("GET", "/console/apps/{app_id}/automations", Need::Read),
     ("POST", "/console/apps/{app_id}/automations", Need::Write),
@@ -258,6 +259,11 @@ async fn check(state: &AccessState, request: Request) -> Result<Request, ApiErro
         .find(|(name, _)| *name == "app_id")
         .map(|(_, raw)| app_id(raw))
         .transpose()?;
+    let action = if crate::console::is_console_route(template) {
+        crate::console::described_action(&parts.method).to_owned()
+    } else {
+        action
+    };
     decide(&principal, need, path_app.as_ref(), &action)
         .map_err(|refused| ApiError::forbidden(refused.0))?;
     if let Some(app) = &path_app {

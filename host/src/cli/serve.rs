@@ -29,6 +29,9 @@ use crate::store::{Durability, StoreOptions};
 /// one line per request, run ending, lifecycle change, refused upload and
 /// scheduler catch-up; AUTOMATA_LOG or --log filters them (default `info`).
 ///
+/// The web console (sign in with an API key) is served on the same listener
+/// at /console: http://127.0.0.1:7070/console with the default --listen.
+///
 /// Examples:
 ///   automata serve --data-dir /var/lib/automata --listen 127.0.0.1:7070
 ///   automata serve --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem \
@@ -344,5 +347,19 @@ fn raise_open_files_limit() {
             ),
             None => tracing::warn!("cannot raise the open files limit"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_help_says_where_the_console_is() {
+        let mut cli = <super::super::Cli as clap::CommandFactory>::command();
+        let serve = cli.find_subcommand_mut("serve").expect("a serve command");
+        let help = serve.render_long_help().to_string();
+        assert!(
+            help.contains("web console") && help.contains("http://127.0.0.1:7070/console"),
+            "{help}"
+        );
     }
 }

@@ -6,9 +6,9 @@
 //! `AutomationPatch`) and go through the same service calls, so a refusal
 //! reads exactly as the API's message, shown with the API's status.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use chrono_tz::Tz;
 use maud::{Markup, html};
@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::layout::{
-    self, Section, banner, button_form, csrf, json_block, maybe_time, row, status, text_or_dash,
-    time,
+    self, Section, banner, button_form, csrf, json_block, maybe_time, name_link, row, status,
+    text_or_dash, time,
 };
-use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url};
+use super::session::Flash;
+use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url, page_query, redirect_with};
 use crate::domain::access::Need;
 use crate::domain::automation::{
     Automation, AutomationPatch, AutomationStatus, AutomationType, LifecycleAction, NewAutomation,
@@ -33,9 +34,8 @@ const PREVIEW_COUNT: usize = 5;
 /// How many recent runs the detail page lists.
 const RECENT_RUNS: usize = 10;
 
-/// `?type=&status=` on the list.
+/// `?type=&status=` on the list (the API's names).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -70,15 +70,6 @@ fn bad(message: String) -> Failure {
         status: StatusCode::BAD_REQUEST,
         message,
     }
-}
-
-/// The query of a page, or a 400 page naming what is wrong.
-pub fn query<T: serde::de::DeserializeOwned + Default>(
-    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, Failure> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|e| bad(format!("invalid query: {}", e.body_text())))
 }
 
 /// The last run of an automation, if it has one.
@@ -116,10 +107,10 @@ pub async fn list(
     State(state): State<ConsoleState>,
     ctx: Ctx,
     axum::extract::Path(app): axum::extract::Path<String>,
-    raw: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    uri: axum::http::Uri,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
-    let filter = query(raw)?;
+    let filter: ListQuery = page_query(uri.query(), &["type", "status"])?;
     let kind = parse_kind(filter.kind.as_deref().unwrap_or(""))?;
     let wanted_status = parse_status(filter.status.as_deref().unwrap_or(""))?;
     let mut automations = state.service.automations(&app, kind).await?;
@@ -167,7 +158,7 @@ pub async fn list(
                         @for (automation, next, last) in &rows {
                             tr {
                                 td {
-                                    a href=(app_url(&app, &format!("/automations/{}", automation.id))) { (automation.name) }
+                                    (name_link(&app_url(&app, &format!("/automations/{}", automation.id)), &automation.name, Some(automation.id.as_str())))
                                     br; code class="muted small" { (automation.id) }
                                 }
                                 td { (automation.kind.as_str()) }
@@ -200,17 +191,16 @@ pub async fn detail(
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
     let automation = state.service.automation(&app, &id).await?;
-    Ok(detail_page(&state, &ctx, &app, &automation, None).await)
+    Ok(detail_page(&state, &ctx, &app, &automation).await)
 }
 
-/// The detail page, with an optional banner (`(status, kind, message)`) from
-/// an action.
+/// The detail page (an action's outcome is the session's flash, shown by
+/// the layout).
 async fn detail_page(
     state: &ConsoleState,
     ctx: &Ctx,
     app: &AppId,
     automation: &Automation,
-    outcome: Option<(StatusCode, &str, String)>,
 ) -> Response {
     let recent = state
         .service
@@ -235,11 +225,7 @@ async fn detail_page(
     });
     let base = app_url(app, &format!("/automations/{}", automation.id));
     let may_write = ctx.may(Need::Write, app);
-    let code = outcome
-        .as_ref()
-        .map_or(StatusCode::OK, |(code, _, _)| *code);
     let body = html! {
-        @if let Some((_, kind, message)) = &outcome { (banner(kind, message)) }
         @if may_write {
             div class="actions" {
                 @if matches!(automation.status, AutomationStatus::Draft | AutomationStatus::Paused) {
@@ -321,20 +307,17 @@ async fn detail_page(
                             }
                         }
                     }
-                    Err(error) => { p class="banner error" { (error.to_string()) } }
+                    Err(error) => { p class="banner error" { (super::console_terms(&error.to_string())) } }
                 }
             }
         }
         section class="card" {
             h2 { "Recent runs" }
-            (super::runs::table(app, &recent, false))
-            p { a href=(app_url(app, &format!("/runs?automation={}", automation.id))) { "All runs of this automation" } }
+            (super::runs::table(app, &recent, None))
+            p { a href=(app_url(app, &format!("/runs?automation_id={}", automation.id))) { "All runs of this automation" } }
         }
     };
-    let mut response =
-        layout::page(ctx, app, Section::Automations, &automation.name, body).into_response();
-    *response.status_mut() = code;
-    response
+    layout::page(ctx, app, Section::Automations, &automation.name, body).into_response()
 }
 
 /// A serializable value as its JSON text without quotes (`skip`, `queue`).
@@ -358,9 +341,11 @@ fn zoned(at: chrono::DateTime<Utc>, zone: &str) -> String {
 }
 
 /// `POST /console/apps/{app_id}/automations/{id}/{action}`: activate, pause,
-/// reset, delete or run now. A refusal re-renders the page with the API's
-/// status and message (409 for a transition the lifecycle lacks, 422 for an
-/// automation that cannot run).
+/// reset, delete or run now, answered with a redirect (Post/Redirect/Get) and
+/// the outcome in the session's flash: the automation's page says what
+/// happened, or shows the API's status and message for a refusal (409 for a
+/// transition the lifecycle lacks, 422 for an automation that cannot run).
+/// A deleted automation leads to the list, a run to its page.
 pub async fn lifecycle(
     State(state): State<ConsoleState>,
     ctx: Ctx,
@@ -382,52 +367,39 @@ pub async fn lifecycle(
             });
         }
     };
-    let outcome = match (transition, action.as_str()) {
-        (Some(transition), _) => state
-            .service
-            .transition(&app, &id, transition)
-            .await
-            .map(|a| format!("{} is now {}.", a.name, a.status.as_str()))
-            .map_err(Failure::from),
-        (None, "delete") => {
-            return match state.service.delete_automation(&app, &id).await {
-                Ok(()) => Ok(Redirect::to(&app_url(&app, "/automations")).into_response()),
-                Err(error) => {
-                    let automation = state.service.automation(&app, &id).await?;
-                    let failure = Failure::from(error);
-                    Ok(detail_page(
-                        &state,
-                        &ctx,
-                        &app,
-                        &automation,
-                        Some((failure.status, "error", failure.message)),
-                    )
-                    .await)
-                }
-            };
-        }
-        _ => {
-            let automation = state.service.automation(&app, &id).await?;
-            match state
-                .execution
-                .run_now(&automation, Default::default())
-                .await
-            {
-                Ok(run) => {
-                    return Ok(
-                        Redirect::to(&app_url(&app, &format!("/runs/{}", run.id))).into_response()
-                    );
-                }
-                Err(error) => Err(Failure::from(error)),
-            }
-        }
-    };
     let automation = state.service.automation(&app, &id).await?;
-    let outcome = match outcome {
-        Ok(message) => (StatusCode::OK, "ok", message),
-        Err(failure) => (failure.status, "error", failure.message),
+    let page = app_url(&app, &format!("/automations/{}", automation.id));
+    let (url, flash) = match (transition, action.as_str()) {
+        (Some(transition), _) => match state.service.transition(&app, &id, transition).await {
+            Ok(a) => (
+                page,
+                Flash::ok(format!("{} is now {}.", a.name, a.status.as_str())),
+            ),
+            Err(error) => (page, Failure::from(error).flash()),
+        },
+        (None, "delete") => match state.service.delete_automation(&app, &id).await {
+            Ok(()) => (
+                app_url(&app, "/automations"),
+                Flash::ok(format!(
+                    "Deleted {}; its runs stay as history.",
+                    automation.name
+                )),
+            ),
+            Err(error) => (page, Failure::from(error).flash()),
+        },
+        _ => match state
+            .execution
+            .run_now(&automation, Default::default())
+            .await
+        {
+            Ok(run) => (
+                app_url(&app, &format!("/runs/{}", run.id)),
+                Flash::ok(format!("Started a run of {} now.", automation.name)),
+            ),
+            Err(error) => (page, Failure::from(error).flash()),
+        },
     };
-    Ok(detail_page(&state, &ctx, &app, &automation, Some(outcome)).await)
+    Ok(redirect_with(&state, &ctx, &url, flash))
 }
 
 /// The fields of the create and edit forms.
@@ -668,11 +640,15 @@ pub async fn create(
         Err(failure) => Err(failure),
     };
     match created {
-        Ok(automation) => Ok(Redirect::to(&app_url(
-            &app,
-            &format!("/automations/{}", automation.id),
-        ))
-        .into_response()),
+        Ok(automation) => Ok(redirect_with(
+            &state,
+            &ctx,
+            &app_url(&app, &format!("/automations/{}", automation.id)),
+            Flash::ok(format!(
+                "Created {} as a draft; activate it to start it.",
+                automation.name
+            )),
+        )),
         Err(failure) => form_page(&state, &ctx, &app, None, &form, Some(failure)).await,
     }
 }
@@ -695,14 +671,12 @@ pub async fn update(
         Err(failure) => Err(failure),
     };
     match updated {
-        Ok(updated) => Ok(detail_page(
+        Ok(updated) => Ok(redirect_with(
             &state,
             &ctx,
-            &app,
-            &updated,
-            Some((StatusCode::OK, "ok", "Saved.".to_owned())),
-        )
-        .await),
+            &app_url(&app, &format!("/automations/{}", updated.id)),
+            Flash::ok(format!("Saved {}.", updated.name)),
+        )),
         Err(failure) => {
             form_page(&state, &ctx, &app, Some(&automation), &form, Some(failure)).await
         }

@@ -3,14 +3,15 @@
 //! trigger nodes and steps, digest, size, and the automations using it.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde_json::{Map, Value};
 
-use super::layout::{self, Section, banner, button_form, bytes, status, time};
+use super::layout::{self, Section, button_form, bytes, name_link, status, time};
+use super::session::Flash;
 use super::session::{CSRF_HEADER, csrf_matches};
-use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url};
+use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url, redirect_with};
 use crate::api::extract::{PathParams, QueryParams};
 use crate::domain::access::Need;
 use crate::domain::ids::AppId;
@@ -51,7 +52,7 @@ pub async fn list(
                     tbody {
                         @for config in &configs {
                             tr {
-                                td { a href=(app_url(&app, &format!("/configs/{}", config.id))) { (config.name) } }
+                                td { (name_link(&app_url(&app, &format!("/configs/{}", config.id)), &config.name, None)) }
                                 td { code { (config.id) } }
                                 td { @for trigger in &config.graph.triggers { code { (trigger) } " " } }
                                 td { (bytes(config.size)) }
@@ -73,7 +74,7 @@ pub async fn detail(
     axum::extract::Path((app, id)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
-    config_page(&state, &ctx, &app, &id, None).await
+    config_page(&state, &ctx, &app, &id).await
 }
 
 async fn config_page(
@@ -81,13 +82,10 @@ async fn config_page(
     ctx: &Ctx,
     app: &AppId,
     id: &str,
-    problem: Option<Failure>,
 ) -> Result<Response, Failure> {
     let config = state.service.config(app, id).await?;
     let users = state.service.config_users(app, &config.id).await?;
-    let code = problem.as_ref().map_or(StatusCode::OK, |p| p.status);
     let body = html! {
-        @if let Some(problem) = &problem { (banner("error", &problem.message)) }
         @if ctx.may(Need::Write, app) {
             div class="actions" {
                 (button_form(ctx, &app_url(app, &format!("/configs/{}/delete", config.id)), "Delete config",
@@ -129,7 +127,7 @@ async fn config_page(
                 ul {
                     @for automation in &users {
                         li {
-                            a href=(app_url(app, &format!("/automations/{}", automation.id))) { (automation.name) }
+                            (name_link(&app_url(app, &format!("/automations/{}", automation.id)), &automation.name, Some(automation.id.as_str())))
                             " " (status(automation.status.as_str()))
                         }
                     }
@@ -137,9 +135,7 @@ async fn config_page(
             }
         }
     };
-    let mut response = layout::page(ctx, app, Section::Configs, &config.name, body).into_response();
-    *response.status_mut() = code;
-    Ok(response)
+    Ok(layout::page(ctx, app, Section::Configs, &config.name, body).into_response())
 }
 
 /// `POST /console/apps/{app_id}/configs`: the console script's upload. The
@@ -169,8 +165,9 @@ pub async fn upload(
         .into_response()
 }
 
-/// `POST /console/apps/{app_id}/configs/{id}/delete`: 409 naming the
-/// automations that still use it.
+/// `POST /console/apps/{app_id}/configs/{id}/delete`, answered with a
+/// redirect: to the list, or back to the config with the API's 409 naming
+/// the automations that still use it.
 pub async fn delete(
     State(state): State<ConsoleState>,
     ctx: Ctx,
@@ -178,8 +175,16 @@ pub async fn delete(
     CsrfForm(_): CsrfForm<Map<String, Value>>,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
-    match state.service.delete_config(&app, &id).await {
-        Ok(()) => Ok(Redirect::to(&app_url(&app, "/configs")).into_response()),
-        Err(error) => config_page(&state, &ctx, &app, &id, Some(error.into())).await,
-    }
+    let config = state.service.config(&app, &id).await?;
+    let (url, flash) = match state.service.delete_config(&app, &id).await {
+        Ok(()) => (
+            app_url(&app, "/configs"),
+            Flash::ok(format!("Deleted config {}.", config.name)),
+        ),
+        Err(error) => (
+            app_url(&app, &format!("/configs/{}", config.id)),
+            Failure::from(error).flash(),
+        ),
+    };
+    Ok(redirect_with(&state, &ctx, &url, flash))
 }

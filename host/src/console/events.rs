@@ -6,12 +6,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use maud::{Markup, html};
+use maud::html;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::layout::{self, Section, banner, csrf, status};
-use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url};
+use super::layout::{self, Section, banner, csrf, name_link, status};
+use super::session::Flash;
+use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url, redirect_with};
 use crate::domain::access::Need;
 use crate::domain::automation::{AutomationStatus, AutomationType};
 use crate::domain::event::IncomingEvent;
@@ -44,28 +45,21 @@ pub async fn page(
     render(&state, &ctx, &app, &form, None).await
 }
 
-/// The page with the form as sent and what came of it.
+/// The page with the form (as sent, with its refusal).
 async fn render(
     state: &ConsoleState,
     ctx: &Ctx,
     app: &AppId,
     form: &EventForm,
-    outcome: Option<Result<Markup, Failure>>,
+    problem: Option<Failure>,
 ) -> Result<Response, Failure> {
     let automations = state
         .service
         .automations(app, Some(AutomationType::Trigger))
         .await?;
-    let code = match &outcome {
-        Some(Err(failure)) => failure.status,
-        _ => StatusCode::OK,
-    };
+    let code = problem.as_ref().map_or(StatusCode::OK, |p| p.status);
     let body = html! {
-        @match &outcome {
-            Some(Ok(sent)) => (sent),
-            Some(Err(failure)) => (banner("error", &failure.message)),
-            None => {}
-        }
+        @if let Some(problem) = &problem { (banner("error", &problem.message)) }
         @if ctx.may(Need::Intake, app) {
             form method="post" action=(app_url(app, "/events")) class="card form" id="send-event" {
                 h2 { "Send a test event" }
@@ -96,7 +90,7 @@ async fn render(
                                 td { (event.description) }
                                 td {
                                     @for automation in automations.iter().filter(|a| a.trigger.as_deref() == Some(event.name)) {
-                                        a href=(app_url(app, &format!("/automations/{}", automation.id))) { (automation.name) }
+                                        (name_link(&app_url(app, &format!("/automations/{}", automation.id)), &automation.name, Some(automation.id.as_str())))
                                         @if automation.status != AutomationStatus::Running { " " (status(automation.status.as_str())) }
                                         " "
                                     }
@@ -132,7 +126,9 @@ fn payload(text: &str) -> Result<Map<String, Value>, Failure> {
 }
 
 /// `POST /console/apps/{app_id}/events`: sends the event through intake and
-/// shows the runs it created, each linked.
+/// redirects to the events page, which shows the runs it created, each
+/// linked (Post/Redirect/Get: a reload does not send it again). A refused
+/// event shows the form again as sent, with the refusal.
 pub async fn send(
     State(state): State<ConsoleState>,
     ctx: Ctx,
@@ -156,27 +152,32 @@ pub async fn send(
         }
         Err(failure) => Err(failure),
     };
-    let outcome = sent.map(|answer| {
-        let receipt = &answer.receipt;
-        html! {
-            div class="banner ok" role="status" id="event-sent" {
-                @if answer.replayed {
-                    p { "Already received with this idempotency key: nothing new was created." }
-                }
-                @if receipt.run_ids.is_empty() {
-                    p { "Sent " code { (receipt.trigger) } ". No running automation listens to it, so no run was created." }
-                } @else {
-                    p { "Sent " code { (receipt.trigger) } "; runs created:" }
-                    ul class="created-runs" {
-                        @for id in &receipt.run_ids {
-                            li { a href=(app_url(&app, &format!("/runs/{id}"))) { code { (id) } } }
-                        }
-                    }
-                }
-            }
+    match sent {
+        Ok(answer) => {
+            let receipt = &answer.receipt;
+            let replayed = if answer.replayed {
+                "Already received with this idempotency key: nothing new was created. "
+            } else {
+                ""
+            };
+            let mut flash = Flash::ok(if receipt.run_ids.is_empty() {
+                format!(
+                    "{replayed}Sent {}. No running automation listens to it, so no run was created.",
+                    receipt.trigger
+                )
+            } else {
+                format!("{replayed}Sent {}; runs created:", receipt.trigger)
+            });
+            flash.runs = receipt.run_ids.iter().map(ToString::to_string).collect();
+            Ok(redirect_with(
+                &state,
+                &ctx,
+                &app_url(&app, "/events"),
+                flash,
+            ))
         }
-    });
-    render(&state, &ctx, &app, &form, Some(outcome)).await
+        Err(failure) => render(&state, &ctx, &app, &form, Some(failure)).await,
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
+use super::session::Flash;
 use super::{Ctx, PREFIX, app_url};
 use crate::domain::ids::AppId;
 
@@ -63,6 +64,7 @@ pub fn shell(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · Automata" }
+                link rel="icon" type="image/svg+xml" href=(format!("{PREFIX}/assets/favicon.svg"));
                 link rel="stylesheet" href=(format!("{PREFIX}/assets/console.css"));
                 script src=(format!("{PREFIX}/assets/console.js")) defer {}
             }
@@ -90,6 +92,9 @@ pub fn shell(
                 }
                 main id="main" tabindex="-1" {
                     h1 { (title) }
+                    @if let Some(flash) = ctx.and_then(|ctx| ctx.flash.as_ref()) {
+                        (flash_banner(app, flash))
+                    }
                     (body)
                 }
             }
@@ -106,6 +111,44 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         p { a href=(PREFIX) { "Back to the console" } }
     };
     (status, shell(None, None, title, html! {}, body)).into_response()
+}
+
+/// The outcome of the action that led to this page (a [`Flash`]): its
+/// message, the HTTP status of a refusal in `data-status`, and the runs it
+/// created, linked.
+fn flash_banner(app: Option<&AppId>, flash: &Flash) -> Markup {
+    let (kind, role) = match flash.outcome {
+        Ok(()) => ("ok", "status"),
+        Err(_) => ("error", "alert"),
+    };
+    html! {
+        div id="flash" class=(format!("banner {kind}")) role=(role) data-status=[flash.outcome.err()] {
+            p class="message" { (flash.message) }
+            @if !flash.runs.is_empty() {
+                ul class="created-runs" {
+                    @for id in &flash.runs {
+                        li {
+                            @match app {
+                                Some(app) => a href=(app_url(app, &format!("/runs/{id}"))) { code { (id) } },
+                                None => code { (id) },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A name that may be long (up to 200 characters), linked to `href`:
+/// shown whole up to a width, then cut with `…`, the whole name (and
+/// `detail`, e.g. the id) in its `title`.
+pub fn name_link(href: &str, name: &str, detail: Option<&str>) -> Markup {
+    let title = match detail {
+        Some(detail) => format!("{name} ({detail})"),
+        None => name.to_owned(),
+    };
+    html! { a class="name" href=(href) title=(title) { (name) } }
 }
 
 /// A banner for an action's outcome.
@@ -212,6 +255,31 @@ mod tests {
         assert_eq!(micros(Some(12_300)), "12.3 ms");
         assert_eq!(micros(Some(4_200_000)), "4.20 s");
         assert_eq!(micros(None), "—");
+    }
+
+    #[test]
+    fn a_long_name_keeps_its_whole_text_in_the_title() {
+        let name = "n".repeat(200);
+        let html = name_link("/x", &name, Some("aut_1")).into_string();
+        assert!(
+            html.contains(&format!(r#"title="{name} (aut_1)""#)),
+            "{html}"
+        );
+        assert!(html.contains(r#"class="name""#), "{html}");
+    }
+
+    #[test]
+    fn a_flash_shows_its_status_and_links_its_runs() {
+        let app: AppId = "default".parse().unwrap();
+        let mut flash = Flash::refused(409, "cannot <pause>");
+        flash.runs.push("atr_1".into());
+        let html = flash_banner(Some(&app), &flash).into_string();
+        assert!(html.contains(r#"data-status="409""#), "{html}");
+        assert!(html.contains("cannot &lt;pause&gt;"), "{html}");
+        assert!(
+            html.contains(r#"href="/console/apps/default/runs/atr_1""#),
+            "{html}"
+        );
     }
 
     #[test]

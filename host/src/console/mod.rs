@@ -30,9 +30,12 @@ mod configs;
 mod events;
 mod layout;
 mod overview;
+mod refusals;
 mod runs;
 pub mod session;
 mod sign_in;
+
+pub use refusals::pages_for_refusals;
 
 use std::sync::Arc;
 
@@ -90,6 +93,7 @@ pub fn routes(state: ConsoleState) -> Router {
         )
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::asset))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/console/apps/{app_id}", get(overview::page))
         .route(
             "/console/apps/{app_id}/automations",
@@ -173,18 +177,55 @@ pub async fn refused(method: &Method, uri: &Uri, error: ApiError) -> Response {
             .path_and_query()
             .map_or(PREFIX, |p| p.as_str())
             .to_owned();
-        sign_in::redirect_to_sign_in(&next, Some(error.message())).into_response()
+        let reason = sign_in::Reason::of_refusal(error.message());
+        sign_in::redirect_to_sign_in(&next, Some(reason)).into_response()
     } else {
-        layout::error_page(error.status(), error.message())
+        layout::error_page(error.status(), &console_terms(error.message()))
     };
     secure_headers(response).await
 }
 
-/// Who is asking, and their session: what the access middleware found.
+/// What a refused console request was, for the access decision's message
+/// (`this key has role `read`; this console action needs role `write``):
+/// the console's words, not a route template.
+pub fn described_action(method: &Method) -> &'static str {
+    if method == Method::GET || method == Method::HEAD {
+        "this console page"
+    } else {
+        "this console action"
+    }
+}
+
+/// References to the JSON API in the service's messages, and what the
+/// console says instead.
+const CONSOLE_TERMS: [(&str, &str); 2] = [
+    (
+        "GET /apps/:app_id/automations/events lists them",
+        "the Events page lists them",
+    ),
+    (
+        "GET /apps/:app_id/automations/schedule previews one",
+        "`automata preview schedule` previews one",
+    ),
+];
+
+/// A service or API message in the console's terms: the API endpoints it
+/// points to become the console's pages (or the CLI).
+pub fn console_terms(message: &str) -> String {
+    CONSOLE_TERMS
+        .iter()
+        .fold(message.to_owned(), |text, (api, console)| {
+            text.replace(api, console)
+        })
+}
+
+/// Who is asking, their session, and the outcome of the action that led
+/// here (a GET page takes the session's flash; see [`session::Flash`]).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub principal: Principal,
     pub session: SessionInfo,
+    pub flash: Option<session::Flash>,
 }
 
 impl Ctx {
@@ -203,14 +244,23 @@ impl Ctx {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+impl FromRequestParts<ConsoleState> for Ctx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, Response> {
         let principal = parts.extensions.get::<Principal>().cloned();
         let session = parts.extensions.get::<SessionInfo>().cloned();
         match (principal, session) {
-            (Some(principal), Some(session)) => Ok(Ctx { principal, session }),
+            (Some(principal), Some(session)) => {
+                let flash = (parts.method == Method::GET)
+                    .then(|| state.sessions.take_flash(&session.id))
+                    .flatten();
+                Ok(Ctx {
+                    principal,
+                    session,
+                    flash,
+                })
+            }
             _ => Err(layout::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "this console page was reached without its access check",
@@ -277,9 +327,29 @@ impl From<ApiError> for Failure {
     fn from(error: ApiError) -> Self {
         Failure {
             status: error.status(),
-            message: error.message().to_owned(),
+            message: console_terms(error.message()),
         }
     }
+}
+
+impl Failure {
+    /// The refusal as a flash for the page redirected to.
+    pub fn flash(self) -> session::Flash {
+        session::Flash::refused(self.status.as_u16(), self.message)
+    }
+}
+
+/// Post/Redirect/Get: keeps `flash` for the session's next page and sends
+/// the browser to `url` (303), so a reload shows the page again instead of
+/// repeating the action.
+pub fn redirect_with(
+    state: &ConsoleState,
+    ctx: &Ctx,
+    url: &str,
+    flash: session::Flash,
+) -> Response {
+    state.sessions.set_flash(&ctx.session.id, flash);
+    Redirect::to(url).into_response()
 }
 
 impl From<ServiceError> for Failure {
@@ -300,6 +370,47 @@ impl IntoResponse for Failure {
     }
 }
 
+/// The query string of a console page as `T`, taking only the parameters
+/// `names` (the JSON API's names where the API has the same filter). A
+/// parameter the page does not take is a 400 page naming it and the ones
+/// it takes, with the one probably meant; a value that does not read is a
+/// 400 naming the parameter.
+pub fn page_query<T: DeserializeOwned>(raw: Option<&str>, names: &[&str]) -> Result<T, Failure> {
+    let raw = raw.unwrap_or_default();
+    let bad = |message: String| Failure {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|e| bad(format!("this page's address does not read: {e}")))?;
+    for (name, _) in &pairs {
+        if names.contains(&name.as_str()) {
+            continue;
+        }
+        let takes = match names {
+            [] => "no filters".to_owned(),
+            names => format!(
+                "only {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let meant = names
+            .iter()
+            .find(|n| n.starts_with(name.as_str()) && !name.is_empty())
+            .copied()
+            .or_else(|| crate::domain::events::closest(name, names.iter().copied()));
+        let hint = meant.map_or_else(String::new, |m| format!(" Did you mean `{m}`?"));
+        return Err(bad(format!(
+            "This page has no filter `{name}`; it takes {takes}.{hint}"
+        )));
+    }
+    serde_urlencoded::from_str(raw).map_err(|e| bad(format!("invalid filter: {e}")))
+}
+
 /// The app id in a console path (the access middleware has checked it).
 fn app_id(raw: &str) -> Result<AppId, Failure> {
     crate::api::extract::app_id(raw).map_err(Failure::from)
@@ -308,4 +419,50 @@ fn app_id(raw: &str) -> Result<AppId, Failure> {
 /// The URL of an app's console page `rest` (`""`, `/runs`, …).
 pub fn app_url(app: &AppId, rest: &str) -> String {
     format!("{PREFIX}/apps/{app}{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    struct Filters {
+        automation_id: Option<String>,
+        latest_attempt: Option<String>,
+    }
+
+    #[test]
+    fn a_page_query_names_what_it_does_not_take() {
+        let names = ["automation_id", "latest_attempt"];
+        let read: Filters =
+            page_query(Some("automation_id=aut_1&latest_attempt=true"), &names).unwrap();
+        assert_eq!(read.automation_id.as_deref(), Some("aut_1"));
+        assert_eq!(read.latest_attempt.as_deref(), Some("true"));
+        let error = page_query::<Filters>(Some("automation=aut_1"), &names).unwrap_err();
+        assert_eq!(
+            error.message,
+            "This page has no filter `automation`; it takes only `automation_id`, \
+             `latest_attempt`. Did you mean `automation_id`?"
+        );
+        assert!(
+            page_query::<Filters>(Some("latest=on"), &names)
+                .unwrap_err()
+                .message
+                .ends_with("Did you mean `latest_attempt`?")
+        );
+        assert!(
+            page_query::<Filters>(Some("colour=red"), &[])
+                .unwrap_err()
+                .message
+                .contains("it takes no filters")
+        );
+    }
+
+    #[test]
+    fn api_references_become_console_terms() {
+        let message = crate::domain::events::unknown_event_message("thread.craeted");
+        let console = console_terms(&message);
+        assert!(console.contains("the Events page lists them"), "{console}");
+        assert!(!console.contains("GET /apps"), "{console}");
+    }
 }

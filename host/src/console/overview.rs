@@ -154,6 +154,10 @@ pub async fn page(
         .await?
         .runs;
     let automations = state.service.automations(&app, None).await?;
+    let names: std::collections::HashMap<String, String> = automations
+        .iter()
+        .map(|a| (a.id.to_string(), a.name.clone()))
+        .collect();
     let count = |s: AutomationStatus| automations.iter().filter(|a| a.status == s).count();
     let hourly = hourly(&runs, now);
     let body = html! {
@@ -167,6 +171,8 @@ pub async fn page(
                         li {
                             a href=(app_url(&app, &format!("/runs/{}", run.id))) { code { (run.id) } }
                             " " (status(run.status.as_str())) " "
+                            @let id = run.automation_id.to_string();
+                            (super::runs::automation_cell(&app, &id, names.get(&id).map(String::as_str))) " "
                             (time(run.created_at)) " "
                             span class="muted" { (run.reason.as_deref().or(match &run.result {
                                 Some(crate::domain::run::RunResult::Failure { error, .. }) => Some(error.as_str()),

@@ -4,47 +4,64 @@
 //! payload or error, accounting, host calls when the run has them, the
 //! retry chain, status history, and cancel / re-run.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{KeepAlive, Sse};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::automations::query;
 use super::layout::{
-    self, Section, banner, button_form, json_block, maybe_time, micros, row, status, text_or_dash,
-    time,
+    self, Section, button_form, json_block, maybe_time, micros, row, status, text_or_dash, time,
 };
-use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url};
+use super::session::Flash;
+use super::{ConsoleState, CsrfForm, Ctx, Failure, app_id, app_url, page_query, redirect_with};
 use crate::domain::access::Need;
 use crate::domain::ids::{AppId, RunId};
 use crate::domain::run::{Run, RunResult, RunStatus};
-use crate::service::RunQuery;
+use crate::service::{RunQuery, ServiceError};
 
 /// Runs per page.
 const PAGE_SIZE: usize = 50;
+/// Most runs per page (the API's cap).
+const MAX_PAGE_SIZE: usize = 100;
 /// How far the retry chain is followed each way.
 const MAX_CHAIN: usize = 25;
 
-/// The filters of the runs page.
+/// The filters of the runs page: the parameters of the API's
+/// `GET /apps/{app_id}/automations/runs`, so a link works for both.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
     trigger: Option<String>,
-    automation: Option<String>,
+    /// An automation's id or lookup key.
+    automation_id: Option<String>,
     /// UTC, `2026-11-29T18:00` (a `datetime-local` field) or RFC 3339.
     since: Option<String>,
     until: Option<String>,
-    /// `on`: only the last attempt of each retry chain.
-    latest: Option<String>,
+    /// `true`: only the last attempt of each retry chain.
+    latest_attempt: Option<String>,
+    /// Runs per page, 1 to 100 (default 50).
+    limit: Option<String>,
     cursor: Option<String>,
 }
+
+/// The names [`ListQuery`] takes.
+const FILTERS: [&str; 8] = [
+    "status",
+    "trigger",
+    "automation_id",
+    "since",
+    "until",
+    "latest_attempt",
+    "limit",
+    "cursor",
+];
 
 impl ListQuery {
     /// The query string of these filters with another cursor.
@@ -53,17 +70,47 @@ impl ListQuery {
         for (name, value) in [
             ("status", &self.status),
             ("trigger", &self.trigger),
-            ("automation", &self.automation),
+            ("automation_id", &self.automation_id),
             ("since", &self.since),
             ("until", &self.until),
-            ("latest", &self.latest),
+            ("latest_attempt", &self.latest_attempt),
+            ("limit", &self.limit),
         ] {
             if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
                 pairs.push((name, value));
             }
         }
-        pairs.push(("cursor", cursor));
+        if !cursor.is_empty() {
+            pairs.push(("cursor", cursor));
+        }
         serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// `latest_attempt`: `true` or `false` (empty: false).
+fn parse_latest(text: Option<&str>) -> Result<bool, Failure> {
+    match text.map(str::trim).unwrap_or_default() {
+        "" | "false" => Ok(false),
+        "true" => Ok(true),
+        other => Err(bad(format!(
+            "invalid `latest_attempt`: `{other}` (use `true` or `false`)"
+        ))),
+    }
+}
+
+/// `limit`: runs per page, 1 to [`MAX_PAGE_SIZE`].
+fn parse_limit(text: Option<&str>) -> Result<usize, Failure> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(PAGE_SIZE),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "invalid `limit`: `{text}` (runs per page, 1 to {MAX_PAGE_SIZE})"
+                ))
+            }),
     }
 }
 
@@ -108,8 +155,39 @@ fn parse_status(text: Option<&str>) -> Result<Option<RunStatus>, Failure> {
     }
 }
 
-/// A table of runs (newest first); `with_automation` adds its column.
-pub fn table(app: &AppId, runs: &[Run], with_automation: bool) -> Markup {
+/// The names of an app's automations by id, to name the automation of each
+/// run; a run whose automation is not there was left by a deleted one.
+pub async fn automation_names(state: &ConsoleState, app: &AppId) -> HashMap<String, String> {
+    state
+        .service
+        .automations(app, None)
+        .await
+        .map(|all| {
+            all.into_iter()
+                .map(|a| (a.id.to_string(), a.name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A run's automation: its name linked to its page (the id in the
+/// `title`), or, deleted, its id without a link.
+pub fn automation_cell(app: &AppId, id: &str, name: Option<&str>) -> Markup {
+    match name {
+        Some(name) => {
+            layout::name_link(&app_url(app, &format!("/automations/{id}")), name, Some(id))
+        }
+        None => html! {
+            span class="muted" title="this automation was deleted; its runs stay as history" {
+                "deleted " code { (id) }
+            }
+        },
+    }
+}
+
+/// A table of runs (newest first); with `names` (see [`automation_names`])
+/// it has a column naming each run's automation.
+pub fn table(app: &AppId, runs: &[Run], names: Option<&HashMap<String, String>>) -> Markup {
     html! {
         @if runs.is_empty() {
             p class="empty" { "No runs." }
@@ -118,7 +196,7 @@ pub fn table(app: &AppId, runs: &[Run], with_automation: bool) -> Markup {
                 table {
                     thead { tr {
                         th { "Run" } th { "Status" } th { "Trigger" }
-                        @if with_automation { th { "Automation" } }
+                        @if names.is_some() { th { "Automation" } }
                         th { "Created" } th { "Duration" } th { "Attempt" }
                     } }
                     tbody {
@@ -129,8 +207,9 @@ pub fn table(app: &AppId, runs: &[Run], with_automation: bool) -> Markup {
                                     @if let Some(reason) = &run.reason { " " span class="muted small" { (reason) } }
                                 }
                                 td { code { (run.trigger) } }
-                                @if with_automation {
-                                    td { a href=(app_url(app, &format!("/automations/{}", run.automation_id))) { code { (run.automation_id) } } }
+                                @if let Some(names) = names {
+                                    @let id = run.automation_id.to_string();
+                                    td { (automation_cell(app, &id, names.get(&id).map(String::as_str))) }
                                 }
                                 td { (time(run.created_at)) }
                                 td { (micros(run.accounting.wall_time_us)) }
@@ -149,22 +228,31 @@ pub async fn list(
     State(state): State<ConsoleState>,
     ctx: Ctx,
     axum::extract::Path(app): axum::extract::Path<String>,
-    raw: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    uri: Uri,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
-    let filter = query(raw)?;
+    let filter: ListQuery = page_query(uri.query(), &FILTERS)?;
+    let since = parse_time("since", filter.since.as_deref())?;
+    let until = parse_time("until", filter.until.as_deref())?;
+    let latest = parse_latest(filter.latest_attempt.as_deref())?;
     let run_query = RunQuery {
-        automation: filter.automation.clone().filter(|a| !a.is_empty()),
+        automation: filter.automation_id.clone().filter(|a| !a.is_empty()),
         status: parse_status(filter.status.as_deref())?,
         trigger: filter.trigger.clone().filter(|t| !t.is_empty()),
-        since: parse_time("since", filter.since.as_deref())?,
-        until: parse_time("until", filter.until.as_deref())?,
-        latest_attempt: filter.latest.as_deref() == Some("on"),
-        limit: Some(PAGE_SIZE),
+        since,
+        until,
+        latest_attempt: latest,
+        limit: Some(parse_limit(filter.limit.as_deref())?),
         cursor: filter.cursor.clone().filter(|c| !c.is_empty()),
     };
     let page = state.service.runs(&app, run_query).await?;
+    let names = automation_names(&state, &app).await;
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    // A `datetime-local` field shows only its own format.
+    let local = |at: Option<DateTime<Utc>>| {
+        at.map(|at| at.format("%Y-%m-%dT%H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
     let events = state.service.events();
     let body = html! {
         form method="get" class="filters card" {
@@ -184,15 +272,21 @@ pub async fn list(
                 }
             }
             label { "Automation "
-                input name="automation" value=(value(&filter.automation)) placeholder="aut_… or lookup key" size="22";
+                input name="automation_id" value=(value(&filter.automation_id)) list="automations" placeholder="aut_… or lookup key" size="22";
+                datalist id="automations" {
+                    @for (id, name) in &names { option value=(id) { (name) } }
+                }
             }
-            label { "Since (UTC) " input type="datetime-local" name="since" value=(value(&filter.since)); }
-            label { "Until (UTC) " input type="datetime-local" name="until" value=(value(&filter.until)); }
-            label class="choice" { input type="checkbox" name="latest" value="on" checked[filter.latest.as_deref() == Some("on")]; " last attempts only" }
+            label { "Since (UTC) " input type="datetime-local" step="1" name="since" value=(local(since)); }
+            label { "Until (UTC) " input type="datetime-local" step="1" name="until" value=(local(until)); }
+            label class="choice" { input type="checkbox" name="latest_attempt" value="true" checked[latest]; " last attempts only" }
+            @if let Some(limit) = filter.limit.as_deref().filter(|l| !l.is_empty()) {
+                input type="hidden" name="limit" value=(limit);
+            }
             button type="submit" { "Filter" }
             a class="button" href=(app_url(&app, "/runs")) { "Clear" }
         }
-        (table(&app, &page.runs, true))
+        (table(&app, &page.runs, Some(&names)))
         nav class="pager" aria-label="Pages" {
             @if filter.cursor.as_deref().is_some_and(|c| !c.is_empty()) {
                 a href=(format!("?{}", filter.with_cursor(""))) { "⇤ Newest" }
@@ -273,7 +367,7 @@ pub async fn detail(
     axum::extract::Path((app, run_id)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
-    run_page(&state, &ctx, &app, &run_id, None).await
+    run_page(&state, &ctx, &app, &run_id).await
 }
 
 async fn run_page(
@@ -281,17 +375,24 @@ async fn run_page(
     ctx: &Ctx,
     app: &AppId,
     run_id: &str,
-    outcome: Option<Failure>,
 ) -> Result<Response, Failure> {
     let id = parse_run_id(app, run_id)?;
     let (run, lines) = state.execution.output(app, &id).await?;
     let chain = retry_chain(state, app, &run).await;
+    // Not found: deleted (its runs stay as history).
+    let automation = match state
+        .service
+        .automation(app, run.automation_id.as_str())
+        .await
+    {
+        Ok(automation) => Some(automation),
+        Err(ServiceError::NotFound(_)) => None,
+        Err(error) => return Err(error.into()),
+    };
     let base = app_url(app, &format!("/runs/{}", run.id));
     let running = !run.status.is_terminal();
-    let code = outcome.as_ref().map_or(StatusCode::OK, |o| o.status);
     let accounting = &run.accounting;
     let body = html! {
-        @if let Some(outcome) = &outcome { (banner("error", &outcome.message)) }
         div class="actions" {
             span class="big" { (status(run.status.as_str())) }
             @if ctx.may(Need::Write, app) {
@@ -307,7 +408,7 @@ async fn run_page(
                 h2 { "Run" }
                 dl {
                     (row("id", html! { code { (run.id) } }))
-                    (row("automation", html! { a href=(app_url(app, &format!("/automations/{}", run.automation_id))) { code { (run.automation_id) } } }))
+                    (row("automation", automation_cell(app, &run.automation_id.to_string(), automation.as_ref().map(|a| a.name.as_str()))))
                     (row("trigger", html! { code { (run.trigger) } }))
                     (row("reason", text_or_dash(run.reason.as_deref())))
                     (row("failure_kind", text_or_dash(run.failure_kind.map(kind_name).as_deref())))
@@ -400,9 +501,7 @@ async fn run_page(
         }
     };
     let title = format!("Run {}", run.id);
-    let mut response = layout::page(ctx, app, Section::Runs, &title, body).into_response();
-    *response.status_mut() = code;
-    Ok(response)
+    Ok(layout::page(ctx, app, Section::Runs, &title, body).into_response())
 }
 
 /// A failure kind as the API names it (`timeout`, `guest_error`, …).
@@ -422,7 +521,6 @@ fn parse_run_id(app: &AppId, raw: &str) -> Result<RunId, Failure> {
 
 /// `?offset=` of the output stream.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OutputQuery {
     offset: Option<usize>,
 }
@@ -434,7 +532,7 @@ pub struct OutputQuery {
 pub async fn output(
     State(state): State<ConsoleState>,
     axum::extract::Path((app, run_id)): axum::extract::Path<(String, String)>,
-    raw: Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
@@ -442,7 +540,8 @@ pub async fn output(
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
-    let offset = resume.or(query(raw)?.offset).unwrap_or(0);
+    let query: OutputQuery = page_query(uri.query(), &["offset"])?;
+    let offset = resume.or(query.offset).unwrap_or(0);
     let events = state.execution.follow_output(&app, &id, offset).await?;
     Ok(
         Sse::new(futures_util::stream::unfold(events, |mut events| async {
@@ -476,10 +575,25 @@ pub async fn action(
             });
         }
     };
-    match done {
-        Ok(run) => Ok(Redirect::to(&app_url(&app, &format!("/runs/{}", run.id))).into_response()),
-        Err(error) => run_page(&state, &ctx, &app, &run_id, Some(error.into())).await,
-    }
+    let (url, flash) = match done {
+        Ok(run) if action == "cancel" => (
+            app_url(&app, &format!("/runs/{}", run.id)),
+            Flash::ok(if run.status.is_terminal() {
+                format!("This run is now {}.", run.status.as_str())
+            } else {
+                "Cancelling: the run stops at its next check.".to_owned()
+            }),
+        ),
+        Ok(run) => (
+            app_url(&app, &format!("/runs/{}", run.id)),
+            Flash::ok(format!("Re-ran run {id}: this is the new run.")),
+        ),
+        Err(error) => (
+            app_url(&app, &format!("/runs/{id}")),
+            Failure::from(error).flash(),
+        ),
+    };
+    Ok(redirect_with(&state, &ctx, &url, flash))
 }
 
 #[cfg(test)]

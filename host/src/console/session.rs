@@ -17,6 +17,12 @@
 //! The CSRF token of a session is HMAC-SHA256(secret, "csrf:" ‖ id): forms
 //! carry it in a hidden `csrf` field, scripts in the `X-CSRF-Token` header;
 //! a state-changing request without the session's token is refused (403).
+//!
+//! A session also holds at most one [`Flash`]: the outcome of a form the
+//! console answered with a redirect (Post/Redirect/Get), shown once by the
+//! page redirected to. Its text is the console's or the API's own, kept here
+//! on the server, never read from the URL. With authentication off every
+//! browser shares the one session without an id, and so its flash.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,14 +70,54 @@ pub enum SessionError {
     Missing,
     #[error("your session has ended; sign in again")]
     Ended,
+    /// The session's key no longer signs in (revoked, deleted, expired).
     #[error("{0}")]
     Key(String),
+    /// The key could not be checked (the store failed); logged.
+    #[error("the server could not check your session; try again")]
+    Unavailable,
 }
+
+/// The outcome of an action, shown once on the page the action redirected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    /// `ok`, or the HTTP status of a refusal (the API's 409, 422, …).
+    pub outcome: Result<(), u16>,
+    /// What to say: the console's words, or the API's own message.
+    pub message: String,
+    /// Runs the action created (a test event's), linked under the message.
+    pub runs: Vec<String>,
+}
+
+impl Flash {
+    /// A success.
+    pub fn ok(message: impl Into<String>) -> Self {
+        Flash {
+            outcome: Ok(()),
+            message: message.into(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// A refusal with its HTTP status and message.
+    pub fn refused(status: u16, message: impl Into<String>) -> Self {
+        Flash {
+            outcome: Err(status),
+            message: message.into(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// Longest flash message kept (a longer one is cut, with `…`).
+const MAX_FLASH_CHARS: usize = 4_096;
 
 /// The sessions of this process and the secret that signs their cookies.
 pub struct Sessions {
     secret: [u8; 32],
     live: Mutex<HashMap<String, Session>>,
+    /// Each session's pending flash, by session id (`""` with auth off).
+    flashes: Mutex<HashMap<String, Flash>>,
 }
 
 impl Sessions {
@@ -80,6 +126,7 @@ impl Sessions {
         Sessions {
             secret,
             live: Mutex::default(),
+            flashes: Mutex::default(),
         }
     }
 
@@ -131,6 +178,35 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.flashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Keeps `flash` for the next page of the session `id` (replacing one
+    /// not shown yet). Only live sessions (and the one of auth off, `""`)
+    /// keep one, so the map is bounded by the sessions.
+    pub fn set_flash(&self, id: &str, mut flash: Flash) {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !id.is_empty() && !live.contains_key(id) {
+            return;
+        }
+        if let Some((cut, _)) = flash.message.char_indices().nth(MAX_FLASH_CHARS) {
+            flash.message.truncate(cut);
+            flash.message.push('…');
+        }
+        let mut flashes = self.flashes.lock().unwrap_or_else(|p| p.into_inner());
+        flashes.retain(|id, _| id.is_empty() || live.contains_key(id));
+        flashes.insert(id.to_owned(), flash);
+    }
+
+    /// The flash of the session `id`, once: taking it removes it.
+    pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        self.flashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// The session a cookie value names, if its signature holds and it has
@@ -184,7 +260,10 @@ impl Sessions {
         let (key_sha256, info) = self.find(&cookie, now)?;
         match authenticator.authenticate_sha256(&key_sha256, now).await {
             Ok(principal) => Ok((principal, info)),
-            Err(AuthError::Store(error)) => Err(SessionError::Key(error.to_string())),
+            Err(AuthError::Store(error)) => {
+                tracing::error!("cannot check a console session's key: {error}");
+                Err(SessionError::Unavailable)
+            }
             Err(error) => {
                 self.end(&info.id);
                 Err(SessionError::Key(format!(
@@ -298,6 +377,31 @@ mod tests {
         }
         assert!(!set_cookie("x", false).contains("Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn a_flash_is_shown_once_and_only_to_its_session() {
+        let sessions = Sessions::new([7; 32]);
+        let (_, one) = sessions.start([1; 32], [2; 32], at(0));
+        let (_, two) = sessions.start([1; 32], [3; 32], at(0));
+        sessions.set_flash(
+            &one.id,
+            Flash::refused(409, "x".repeat(MAX_FLASH_CHARS + 10)),
+        );
+        assert_eq!(sessions.take_flash(&two.id), None);
+        let flash = sessions.take_flash(&one.id).unwrap();
+        assert_eq!(flash.outcome, Err(409));
+        assert_eq!(flash.message.chars().count(), MAX_FLASH_CHARS + 1);
+        assert_eq!(sessions.take_flash(&one.id), None, "once");
+        // No session, no flash; signing out drops a pending one.
+        sessions.set_flash("nobody", Flash::ok("hi"));
+        assert_eq!(sessions.take_flash("nobody"), None);
+        sessions.set_flash(&two.id, Flash::ok("saved"));
+        sessions.end(&two.id);
+        assert_eq!(sessions.take_flash(&two.id), None);
+        // With authentication off there is one session, without an id.
+        sessions.set_flash("", Flash::ok("done"));
+        assert_eq!(sessions.take_flash("").unwrap().message, "done");
     }
 
     #[test]

@@ -7,12 +7,13 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, banner};
-use super::session::{self, SessionError};
+use super::session::{self, Flash, SessionError};
 use super::{ConsoleState, Ctx, PREFIX, app_url};
-use crate::domain::access::{Principal, Role, secret_hash};
+use crate::domain::access::{Need, Principal, Role, decide, secret_hash};
 use crate::service::AuthError;
 
-/// `?next=` (where to go after signing in) and `?reason=` (why we are here).
+/// `?next=` (where to go after signing in) and `?reason=` (why we are here:
+/// a [`Reason`] code).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignInQuery {
@@ -29,11 +30,99 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
+/// Why the sign-in page is shown: a short code in `?reason=` that the page
+/// turns into the console's own words. An unknown code shows nothing, so a
+/// link can never put its own text on the sign-in page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A page was asked for without a session.
+    Required,
+    /// The session expired or was ended (sign-out elsewhere, restart).
+    Ended,
+    /// The session's key no longer signs in (revoked, deleted, expired).
+    KeyRefused,
+    /// The server could not check the session.
+    Unavailable,
+    /// The user signed out.
+    SignedOut,
+}
+
+impl Reason {
+    const ALL: [Reason; 5] = [
+        Reason::Required,
+        Reason::Ended,
+        Reason::KeyRefused,
+        Reason::Unavailable,
+        Reason::SignedOut,
+    ];
+
+    /// The code in the URL.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Required => "required",
+            Reason::Ended => "ended",
+            Reason::KeyRefused => "key",
+            Reason::Unavailable => "unavailable",
+            Reason::SignedOut => "signed-out",
+        }
+    }
+
+    /// The reason a code stands for; `None` for any other text.
+    pub fn parse(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// What the page says.
+    fn message(self) -> &'static str {
+        match self {
+            Reason::Required => "Sign in with an API key to open this page.",
+            Reason::Ended => {
+                "Your session has ended (sessions last 12 hours and end when the server \
+                 restarts); sign in again."
+            }
+            Reason::KeyRefused => {
+                "The key of your session no longer signs in (it was revoked, deleted or has \
+                 expired); sign in with a valid key."
+            }
+            Reason::Unavailable => "The server could not check your session just now; try again.",
+            Reason::SignedOut => "You have signed out.",
+        }
+    }
+
+    /// Whether it is a problem (an error banner) or news (a status).
+    fn is_problem(self) -> bool {
+        !matches!(self, Reason::Required | Reason::SignedOut)
+    }
+
+    /// The reason of a console request's 401 (the access middleware's
+    /// message for a [`SessionError`]).
+    pub fn of_refusal(message: &str) -> Reason {
+        [
+            SessionError::Missing,
+            SessionError::Ended,
+            SessionError::Unavailable,
+        ]
+        .iter()
+        .find(|error| error.to_string() == message)
+        .map_or(Reason::KeyRefused, Reason::of)
+    }
+
+    /// Why a session was not found, as a reason.
+    pub fn of(error: &SessionError) -> Reason {
+        match error {
+            SessionError::Missing => Reason::Required,
+            SessionError::Ended => Reason::Ended,
+            SessionError::Key(_) => Reason::KeyRefused,
+            SessionError::Unavailable => Reason::Unavailable,
+        }
+    }
+}
+
 /// A redirect to the sign-in page that comes back to `next`.
-pub fn redirect_to_sign_in(next: &str, reason: Option<&str>) -> Redirect {
+pub fn redirect_to_sign_in(next: &str, reason: Option<Reason>) -> Redirect {
     let mut query = vec![("next", next)];
     if let Some(reason) = reason {
-        query.push(("reason", reason));
+        query.push(("reason", reason.code()));
     }
     let query = serde_urlencoded::to_string(query).unwrap_or_default();
     Redirect::to(&format!("{PREFIX}/sign-in?{query}"))
@@ -54,16 +143,21 @@ pub async fn page(
     query: Result<Query<SignInQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(query) = query.unwrap_or_default();
-    form(
-        StatusCode::OK,
-        query.reason.as_deref(),
-        safe_next(query.next.as_deref()),
-    )
+    let notice = query
+        .reason
+        .as_deref()
+        .and_then(Reason::parse)
+        .map(|reason| {
+            let kind = if reason.is_problem() { "error" } else { "ok" };
+            (kind, reason.message())
+        });
+    form(StatusCode::OK, notice, safe_next(query.next.as_deref()))
 }
 
-fn form(status: StatusCode, problem: Option<&str>, next: Option<&str>) -> Response {
+/// The sign-in form, with a banner (`(kind, message)`) above it.
+fn form(status: StatusCode, notice: Option<(&str, &str)>, next: Option<&str>) -> Response {
     let body = html! {
-        @if let Some(problem) = problem { (banner("error", problem)) }
+        @if let Some((kind, message)) = notice { (banner(kind, message)) }
         form method="post" action=(format!("{PREFIX}/sign-in")) class="card narrow" {
             label for="key" { "API key" }
             input id="key" name="key" type="password" autocomplete="off" required autofocus
@@ -95,7 +189,13 @@ pub async fn sign_in(
         Err(AuthError::Store(error)) => {
             return layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
         }
-        Err(error) => return form(StatusCode::UNAUTHORIZED, Some(&error.to_string()), next),
+        Err(error) => {
+            return form(
+                StatusCode::UNAUTHORIZED,
+                Some(("error", &error.to_string())),
+                next,
+            );
+        }
     };
     if let Principal::Key {
         role: Role::Events, ..
@@ -103,17 +203,47 @@ pub async fn sign_in(
     {
         return form(
             StatusCode::FORBIDDEN,
-            Some("this key may only send events; sign in with a read, write or admin key"),
+            Some((
+                "error",
+                "this key may only send events; sign in with a read, write or admin key",
+            )),
             next,
         );
     }
-    let (cookie, _) = state.sessions.start(hash, rand::random(), now);
-    let target = next.map_or_else(|| home_of(&principal), str::to_owned);
+    let (cookie, session) = state.sessions.start(hash, rand::random(), now);
+    let target = match next {
+        Some(next) if may_open(&principal, next) => next.to_owned(),
+        Some(_) => {
+            state.sessions.set_flash(
+                &session.id,
+                Flash::refused(
+                    StatusCode::FORBIDDEN.as_u16(),
+                    "The page you asked for is in another app than this key's, which it \
+                     cannot open; here is the key's own app instead.",
+                ),
+            );
+            home_of(&principal)
+        }
+        None => home_of(&principal),
+    };
     let mut response = Redirect::to(&target).into_response();
     if let Ok(value) = HeaderValue::from_str(&session::set_cookie(&cookie, state.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Whether `principal` may read the app a console path `next` is in (paths
+/// outside `/console/apps/{app_id}` are anyone's).
+fn may_open(principal: &Principal, next: &str) -> bool {
+    let Some(rest) = next.strip_prefix(&format!("{PREFIX}/apps/")) else {
+        return true;
+    };
+    let raw = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    match crate::api::extract::app_id(raw) {
+        Ok(app) => decide(principal, Need::Read, Some(&app), "").is_ok(),
+        Err(_) => true,
+    }
 }
 
 /// Where a principal lands: its app's overview, or the list of apps.
@@ -147,7 +277,7 @@ pub async fn sign_out(
         }
         state.sessions.end(&session.id);
     }
-    let mut response = redirect_to_sign_in(PREFIX, None).into_response();
+    let mut response = redirect_to_sign_in(PREFIX, Some(Reason::SignedOut)).into_response();
     if let Ok(value) = HeaderValue::from_str(&session::clear_cookie(state.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -165,7 +295,9 @@ pub async fn home(State(state): State<ConsoleState>, headers: HeaderMap) -> Resp
     {
         Ok(found) => found,
         Err(SessionError::Missing) => return redirect_to_sign_in(PREFIX, None).into_response(),
-        Err(error) => return redirect_to_sign_in(PREFIX, Some(&error.to_string())).into_response(),
+        Err(error) => {
+            return redirect_to_sign_in(PREFIX, Some(Reason::of(&error))).into_response();
+        }
     };
     if let Principal::Key { app: Some(app), .. } = &principal {
         return Redirect::to(&app_url(app, "")).into_response();
@@ -174,7 +306,12 @@ pub async fn home(State(state): State<ConsoleState>, headers: HeaderMap) -> Resp
         Ok(apps) => apps,
         Err(error) => return super::Failure::from(error).into_response(),
     };
-    let ctx = Ctx { principal, session };
+    let flash = state.sessions.take_flash(&session.id);
+    let ctx = Ctx {
+        principal,
+        session,
+        flash,
+    };
     let body = html! {
         @if apps.is_empty() {
             p { "No apps yet: create one with " code { "automata create app <id>" } "." }
@@ -205,5 +342,41 @@ mod tests {
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn reasons_are_codes_and_any_other_text_says_nothing() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.code()), Some(reason));
+        }
+        assert_eq!(Reason::parse("Your account is locked: call 555-0100"), None);
+        assert_eq!(Reason::of(&SessionError::Missing), Reason::Required);
+        assert_eq!(
+            Reason::of_refusal(&SessionError::Ended.to_string()),
+            Reason::Ended
+        );
+        assert_eq!(
+            Reason::of_refusal("the API key is not valid (unknown or revoked)"),
+            Reason::KeyRefused
+        );
+        assert_eq!(
+            Reason::of(&SessionError::Key("revoked".into())),
+            Reason::KeyRefused
+        );
+    }
+
+    #[test]
+    fn an_app_key_may_open_only_its_own_app() {
+        let key = Principal::Key {
+            id: "key_x".into(),
+            app: Some("a".parse().unwrap()),
+            role: Role::Read,
+        };
+        assert!(may_open(&key, "/console/apps/a/runs?status=failed"));
+        assert!(may_open(&key, "/console/apps/a"));
+        assert!(!may_open(&key, "/console/apps/b/runs"));
+        assert!(!may_open(&key, "/console/apps/ab"));
+        assert!(may_open(&key, "/console"));
+        assert!(may_open(&Principal::Anyone, "/console/apps/b"));
     }
 }

@@ -127,6 +127,8 @@ function setUpUpload() {
     const request = new XMLHttpRequest();
     request.open("POST", card.getAttribute("data-upload"));
     request.setRequestHeader("Content-Type", "application/wasm");
+    // The API's JSON answer, refusals included (console pages are HTML).
+    request.setRequestHeader("Accept", "application/json");
     request.setRequestHeader("X-CSRF-Token", card.getAttribute("data-csrf"));
     if (name.value.trim()) request.setRequestHeader("X-Config-Name", name.value.trim());
     progress.hidden = false;

@@ -85,10 +85,24 @@ async fn the_console_in_a_real_browser() {
     browser.goto(&format!("{automation_url}/edit")).await;
     browser.find("#policies").await;
     browser.screenshot(&shots, "automation-edit").await;
+    // A 200-character name stays in its column.
+    let long_name = format!("Quarterly {}", "report ".repeat(27));
+    let long_name = long_name.trim_end();
+    server
+        .create(json!({"name": long_name, "type": "scheduled", "schedule": "0 9 * * 1"}))
+        .await;
     browser.goto(&format!("{app}/automations")).await;
     browser
         .wait_for_text("main table", |t| t.contains("Greeter"))
         .await;
+    let table_width = browser
+        .run_async(
+            "arguments[0](document.querySelector('main table').getBoundingClientRect().right \
+             <= document.documentElement.clientWidth);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(table_width, true, "the automations table fits the window");
     browser.screenshot(&shots, "automations").await;
 
     // Send a test event: invalid JSON is caught before sending.
@@ -121,13 +135,15 @@ async fn the_console_in_a_real_browser() {
         false
     );
     browser.click_on("#send-event button[type=submit]").await;
+    // Post/Redirect/Get: the events page, with the runs the event created.
+    browser.wait_for_url(|u| u.ends_with("/events")).await;
     browser
-        .wait_for_text("#event-sent", |t| t.contains("runs created"))
+        .wait_for_text("#flash", |t| t.contains("runs created"))
         .await;
     browser.screenshot(&shots, "events").await;
 
     // Watch the run complete and read its output line.
-    browser.click_on("#event-sent ul.created-runs a").await;
+    browser.click_on("#flash ul.created-runs a").await;
     let run_url = browser.wait_for_url(|u| u.contains("/runs/atr_")).await;
     browser
         .wait_for_text(".big .badge", |t| t == "completed")

@@ -2,6 +2,7 @@
 //! HTTP, and the whole flow in headless Chromium ([`browser`]).
 
 mod browser;
+mod pages;
 mod webdriver;
 
 use reqwest::StatusCode;
@@ -256,7 +257,11 @@ async fn revoking_a_key_ends_its_sessions_and_events_keys_cannot_sign_in() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let after = visitor.get("/console/apps/default").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
-    assert!(after.location().contains("reason="), "{}", after.location());
+    assert!(
+        after.location().ends_with("&reason=key"),
+        "{}",
+        after.location()
+    );
 
     let (_, events_key) = key(&server, "events").await;
     let refused = Visitor::new(&server)
@@ -325,7 +330,10 @@ async fn changes_need_the_csrf_token_and_a_role_that_may_change() {
     let done = visitor
         .post_form(&activate, &[("csrf", &detail.csrf())])
         .await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = format!("/console/apps/default/automations/{automation}");
+    assert_eq!(done.location(), page);
+    let done = visitor.get(&page).await;
     assert!(
         done.body.contains("Greeter is now running."),
         "{}",
@@ -335,7 +343,13 @@ async fn changes_need_the_csrf_token_and_a_role_that_may_change() {
     let again = visitor
         .post_form(&activate, &[("csrf", &detail.csrf())])
         .await;
-    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    let again = visitor.get(again.location()).await;
+    assert!(
+        again.body.contains(r#"data-status="409""#),
+        "{}",
+        again.body
+    );
     let (status, api) = server
         .post(
             &format!("/apps/default/automations/{automation}/activate"),

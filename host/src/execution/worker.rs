@@ -88,39 +88,44 @@ async fn execute_run(
         Ok(workflow) => workflow,
         Err(problem) => {
             let ending = Ending::not_run(&problem, None, FailureKind::ConfigUnavailable);
-            return record(shared, &run, automation.as_deref(), ending).await;
+            return record(shared, &run, automation.as_deref(), ending, None).await;
         }
     };
 
     // Followers find the output from before the run is marked running.
     let live = shared.live.start(id);
-    let digest = workflow.digest().to_string();
-    let reason = shared.queue.cancel_reason(id).map(str::to_owned);
-    let cancelled_before_start = cancel.is_cancelled();
-    let start = Box::new(move |run: &mut Run| {
-        let now = Utc::now();
-        if cancelled_before_start {
-            return run.transition(RunStatus::Cancelled, now, reason.clone());
-        }
-        run.config_digest = Some(digest.clone());
-        run.transition(RunStatus::Running, now, None)
-    });
-    // Run progress: applied at once, on disk with the next flush.
-    let started = shared
-        .store
-        .writer()
-        .change_run(id.clone(), start, None, false)
-        .await;
-    let run = match started {
-        Ok(run) if run.status == RunStatus::Running => run,
-        Ok(run) if run.status == RunStatus::Cancelled => {
-            shared.run_ended(&run);
-            return Ok(());
-        }
-        // Cancelled before it started, or no longer pending: nothing to run.
-        Ok(_) | Err(StoreError::Transition(_)) => return Ok(()),
-        Err(error) => return Err(error),
+    if cancel.is_cancelled() {
+        // Cancelled before it started: its one write is the cancellation.
+        let reason = shared.queue.cancel_reason(id).map(str::to_owned);
+        let cancelled = Box::new(move |run: &mut Run| {
+            run.transition(RunStatus::Cancelled, Utc::now(), reason.clone())
+        });
+        return match shared
+            .store
+            .writer()
+            .change_run(id.clone(), cancelled, None, false)
+            .await
+        {
+            Ok(run) => {
+                shared.run_ended(&run);
+                Ok(())
+            }
+            // No longer pending: nothing to run.
+            Err(StoreError::Transition(_)) => Ok(()),
+            Err(error) => Err(error),
+        };
+    }
+    // Running in memory only: the run's one write is its ending (a long
+    // run's start is written too, after `START_WRITE_AFTER`).
+    let start = Start {
+        at: Utc::now(),
+        digest: workflow.digest().to_string(),
     };
+    let Some(run) = shared.store.claim_run(id, &mut |run| start.apply(run))? else {
+        // Cancelled or gone since it was read: nothing to run.
+        return Ok(());
+    };
+    let _claimed = Claimed { shared, id };
 
     let context = RunContext {
         app_id: run.app_id.to_string(),
@@ -145,15 +150,80 @@ async fn execute_run(
         live: Some(live),
         secrets,
     };
-    let report = shared
+    let execution = shared
         .runner
-        .run_with(&workflow, &context, &run.input, &options)
-        .await;
+        .run_with(&workflow, &context, &run.input, &options);
+    let report = writing_start_if_long(shared, id, &start, execution).await;
     let ending = Ending::Ran {
         report,
         cancel_reason: shared.queue.cancel_reason(id).map(str::to_owned),
     };
-    record(shared, &run, automation.as_deref(), ending).await
+    record(shared, &run, automation.as_deref(), ending, Some(start)).await
+}
+
+/// How long a run executes with its start in memory only before the start
+/// is written as well. A crash before then finds the run pending and runs it
+/// again; after, it fails the run `host restarted` (retried when its policy
+/// allows), so a run that brings the host down is not run again forever.
+/// Most runs end well before: their one write is their ending.
+pub(super) const START_WRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A run's start, kept in memory and applied to the stored run with its
+/// ending (or on its own for a long run).
+#[derive(Debug, Clone)]
+struct Start {
+    at: DateTime<Utc>,
+    /// The digest of the component it runs.
+    digest: String,
+}
+
+impl Start {
+    /// Pending → running at the start's time, with the component's digest.
+    fn apply(&self, run: &mut Run) -> Result<(), RunTransitionError> {
+        run.config_digest = Some(self.digest.clone());
+        run.transition(RunStatus::Running, self.at, None)
+    }
+}
+
+/// Releases a run started in memory once its worker is done with it (its
+/// ending stored, or not storable), even if the task unwinds.
+struct Claimed<'a> {
+    shared: &'a Shared,
+    id: &'a RunId,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.shared.store.release_run(self.id);
+    }
+}
+
+/// Awaits `execution`; once it has taken [`START_WRITE_AFTER`], stores the
+/// run's start (run progress) while it goes on.
+async fn writing_start_if_long(
+    shared: &Shared,
+    id: &RunId,
+    start: &Start,
+    execution: impl std::future::Future<Output = RunReport>,
+) -> RunReport {
+    let mut execution = std::pin::pin!(execution);
+    tokio::select! {
+        report = &mut execution => return report,
+        () = tokio::time::sleep(START_WRITE_AFTER) => {}
+    }
+    let start = start.clone();
+    let write = shared.store.writer().change_run(
+        id.clone(),
+        Box::new(move |run: &mut Run| start.apply(run)),
+        None,
+        false,
+    );
+    let (report, written) = tokio::join!(execution, write);
+    if let Err(error) = written {
+        // The ending is stored all the same; only the crash rule differs.
+        tracing::warn!(run = %id, "the start of a long run was not stored: {error}");
+    }
+    report
 }
 
 /// The compiled component of the run's `config`, from the cache or the
@@ -292,20 +362,29 @@ fn classify(kind: FailureKind) -> FailureClass {
 }
 
 /// Stores the ending of `run` and, for a retryable failure, its next
-/// attempt (linked both ways: `retry_of`, `retried_by`), in one write;
-/// queues the retry.
+/// attempt (linked both ways: `retry_of`, `retried_by`), in one write —
+/// with the run's `start` when it is still pending on disk (started in
+/// memory); queues the retry.
 async fn record(
     shared: &Arc<Shared>,
     run: &Run,
     automation: Option<&Automation>,
     ending: Ending,
+    start: Option<Start>,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let retry = ending
         .class()
         .and_then(|class| next_attempt(shared, run, automation, class, now));
     let retry_id = retry.as_ref().map(|r| r.id.clone());
-    let finish = Box::new(move |run: &mut Run| ending.apply_linked(run, now, retry_id.as_ref()));
+    let finish = Box::new(move |run: &mut Run| {
+        if let Some(start) = &start
+            && run.status == RunStatus::Pending
+        {
+            start.apply(run)?;
+        }
+        ending.apply_linked(run, now, retry_id.as_ref())
+    });
     // Run progress, like the start.
     let ended = shared
         .store

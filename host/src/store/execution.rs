@@ -27,22 +27,30 @@ pub trait ExecutionStore {
     /// [`StoreWriter`].
     fn writer(&self) -> &StoreWriter;
 
-    /// Starts a run with `change` (read, change, write, re-index, atomically).
-    /// Run progress: this returns once the change is applied and visible to
-    /// reads, without waiting for the disk (see [`Durability`]).
-    /// `change` may be called more than once if the transaction retries.
-    ///
-    /// [`Durability`]: super::Durability
-    fn start_run(
+    /// Starts pending run `id` in memory only: `change` (which makes it
+    /// `running`) is applied to the stored run and the result kept in
+    /// memory, where every read of the store sees it — the run itself, lists
+    /// and scans by status — until [`release_run`](Self::release_run).
+    /// Nothing is written: on disk the run stays `pending` until its ending
+    /// is stored (a crash meanwhile leaves it pending, to run again).
+    /// Pending runs cancelled with an automation change (pause, delete) skip
+    /// runs started this way. `None` when the run is gone or no longer
+    /// pending.
+    fn claim_run(
         &self,
         id: &RunId,
         change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
-    ) -> Result<Run, StoreError>;
+    ) -> Result<Option<Run>, StoreError>;
+
+    /// Forgets the in-memory start of run `id` ([`claim_run`](Self::claim_run)),
+    /// once its ending is stored (or could not be).
+    fn release_run(&self, id: &RunId);
 
     /// Ends a run with `change` and stores `retry` (its next attempt), in one
-    /// transaction. Run progress, like [`start_run`](Self::start_run): it
-    /// does not wait for the disk. `change` may be called more than once if
-    /// the transaction retries.
+    /// transaction. Run progress: this returns once the change is applied
+    /// and visible to reads, without waiting for the disk (see
+    /// [`Durability`](super::Durability)). `change` may be called more than
+    /// once if the transaction retries.
     fn finish_run(
         &self,
         id: &RunId,

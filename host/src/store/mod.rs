@@ -82,7 +82,7 @@ pub struct Cancellation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// Every write is on disk before the call returns — except run progress
-    /// ([`ExecutionStore::start_run`], [`ExecutionStore::finish_run`]), which
+    /// (a run's start and end, [`ExecutionStore::finish_run`]), which
     /// reaches the disk within [`PROGRESS_FLUSH_DELAY`] without waiting.
     /// Writers waiting at the same time share one flush (group commit). A
     /// crash loses nothing that was acknowledged. The default.
@@ -208,7 +208,9 @@ pub trait Store:
         before: Option<&RunId>,
         limit: usize,
     ) -> Result<Vec<Run>, StoreError>;
-    /// How many runs of an automation are in `status`.
+    /// How many runs of an automation are in `status`, as stored (a run
+    /// started in memory only, [`ExecutionStore::claim_run`], counts as
+    /// pending).
     fn count_automation_runs(
         &self,
         app: &AppId,

@@ -43,10 +43,11 @@ mod write_failure;
 mod writer;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
@@ -104,6 +105,10 @@ pub struct SledStore {
     writer: Option<StoreWriter>,
     /// The writer thread, joined when the store is dropped.
     writer_thread: Option<JoinHandle<()>>,
+    /// Runs executing now whose start is kept in memory only
+    /// ([`ExecutionStore::claim_run`]): reads see them `running`, pending on
+    /// disk. Shared with the writer thread's copy.
+    executing: Arc<Mutex<BTreeMap<RunId, Run>>>,
 }
 
 impl Drop for SledStore {
@@ -381,6 +386,7 @@ impl SledStore {
             db,
             writer: None,
             writer_thread: None,
+            executing: Arc::default(),
         };
         store.index_app_runs()?;
         store.flush()?;
@@ -417,7 +423,45 @@ impl SledStore {
             failure: Arc::clone(&self.failure),
             writer: None,
             writer_thread: None,
+            executing: Arc::clone(&self.executing),
         }
+    }
+
+    /// The runs started in memory only. Each change under the lock is one
+    /// map insert or removal: a panic cannot leave it half done.
+    fn executing(&self) -> MutexGuard<'_, BTreeMap<RunId, Run>> {
+        self.executing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `runs` (ordered by id, `newest_first` or oldest first) with the runs
+    /// started in memory that `keep` accepts merged in, at most `limit`: a
+    /// scan by the `running` status finds no index entry for those.
+    fn with_executing(
+        &self,
+        mut runs: Vec<Run>,
+        keep: impl Fn(&Run) -> bool,
+        newest_first: bool,
+        limit: usize,
+    ) -> Vec<Run> {
+        let executing: Vec<Run> = self
+            .executing()
+            .values()
+            .filter(|run| keep(run))
+            .cloned()
+            .collect();
+        if executing.is_empty() {
+            return runs;
+        }
+        // A long run's start is on disk too: keep one copy.
+        runs.retain(|run| !executing.iter().any(|other| other.id == run.id));
+        runs.extend(executing);
+        if newest_first {
+            runs.sort_by(|a, b| b.id.cmp(&a.id));
+        } else {
+            runs.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        runs.truncate(limit);
+        runs
     }
 
     /// What the store measures about its writes.
@@ -634,12 +678,19 @@ impl Store for SledStore {
         automation: &Automation,
         cancel: Option<&Cancellation>,
     ) -> Result<Vec<RunId>, StoreError> {
-        let pending = match cancel {
-            Some(_) => self.scan_run_ids(&runs_prefix(
-                &automation.app_id,
-                &automation.id,
-                Some(RunStatus::Pending),
-            ))?,
+        // Held until the cancellations are stored: a run started in memory
+        // meanwhile would be cancelled while it executes.
+        let executing = cancel.map(|_| self.executing());
+        let pending = match &executing {
+            Some(executing) => self
+                .scan_run_ids(&runs_prefix(
+                    &automation.app_id,
+                    &automation.id,
+                    Some(RunStatus::Pending),
+                ))?
+                .into_iter()
+                .filter(|id| !executing.contains_key(id))
+                .collect(),
             None => Vec::new(),
         };
         let automation_key = automation_key(&automation.app_id, &automation.id);
@@ -663,7 +714,15 @@ impl Store for SledStore {
     ) -> Result<(Automation, Vec<RunId>), StoreError> {
         let pending_prefix = runs_prefix(app, id, Some(RunStatus::Pending));
         let automation_key = automation_key(app, id);
-        let pending = self.scan_run_ids(&pending_prefix)?;
+        // Held until the cancellations are stored (see `update_automation`);
+        // the execution plane interrupts the executing runs on the change.
+        let executing = self.executing();
+        let not_executing = |ids: Vec<RunId>| -> Vec<RunId> {
+            ids.into_iter()
+                .filter(|id| !executing.contains_key(id))
+                .collect()
+        };
+        let pending = not_executing(self.scan_run_ids(&pending_prefix)?);
         let (automation, mut cancelled) = self.transact(|tx| {
             let Some(automation) = Tx::get::<Automation>(tx.automations, &automation_key)? else {
                 return Err(abort(StoreError::AutomationNotFound(id.clone())));
@@ -680,7 +739,7 @@ impl Store for SledStore {
         })?;
         // A run inserted between the scan and the transaction is still
         // pending; none can be inserted now that the automation is gone.
-        let stragglers = self.scan_run_ids(&pending_prefix)?;
+        let stragglers = not_executing(self.scan_run_ids(&pending_prefix)?);
         if !stragglers.is_empty() {
             cancelled.extend(self.transact(|tx| tx.cancel_pending(&stragglers, cancel))?);
         }
@@ -735,6 +794,9 @@ impl Store for SledStore {
     }
 
     fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        if let Some(run) = self.executing().get(id) {
+            return Ok(Some(run.clone()));
+        }
         self.get(&self.runs, id.as_str().as_bytes())
     }
 
@@ -761,12 +823,21 @@ impl Store for SledStore {
         };
         let keys = self.index.range(prefix.clone()..end).rev();
         // A run can change status between reading the index and the run.
-        self.load_runs(
+        let runs = self.load_runs(
             keys,
             &prefix,
             |run| status.is_none_or(|s| s == run.status),
             limit,
-        )
+        )?;
+        if status != Some(RunStatus::Running) {
+            return Ok(runs);
+        }
+        let mine = |run: &Run| {
+            run.app_id == *app
+                && run.automation_id == *automation
+                && before.is_none_or(|cursor| run.id < *cursor)
+        };
+        Ok(self.with_executing(runs, mine, true, limit))
     }
 
     fn app_runs(
@@ -812,7 +883,12 @@ impl Store for SledStore {
         let keys = self
             .index
             .range::<Vec<u8>, _>((start, Bound::Excluded(prefix_end(&prefix))));
-        self.load_runs(keys, &prefix, |run| run.status == status, limit)
+        let runs = self.load_runs(keys, &prefix, |run| run.status == status, limit)?;
+        if status != RunStatus::Running {
+            return Ok(runs);
+        }
+        let later = |run: &Run| after.is_none_or(|cursor| run.id > *cursor);
+        Ok(self.with_executing(runs, later, false, limit))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -90,7 +90,16 @@ impl SledStore {
             .index
             .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
             .rev();
-        self.load_runs(keys, &prefix, |run| filter.matches(run), limit)
+        let runs = self.load_runs(keys, &prefix, |run| filter.matches(run), limit)?;
+        if filter.status != Some(RunStatus::Running) {
+            return Ok(runs);
+        }
+        let mine = |run: &Run| {
+            run.app_id == *app
+                && filter.matches(run)
+                && before.is_none_or(|cursor| run.id < *cursor)
+        };
+        Ok(self.with_executing(runs, mine, true, limit))
     }
 
     /// The `ap`/`ps`/`pt` entries that may name run `id` of `app` (to remove

@@ -13,7 +13,7 @@ use crate::domain::automation::{Automation, AutomationStatus};
 use crate::domain::catchup::ScheduleCursor;
 use crate::domain::event::EventReceipt;
 use crate::domain::ids::{AppId, AutomationId, RunId};
-use crate::domain::run::{Run, RunTransitionError};
+use crate::domain::run::{Run, RunStatus, RunTransitionError};
 use crate::store::{EventRecord, ExecutionStore, StoreError, StoreWriter};
 
 const RECEIPTS: &str = "ev/";
@@ -46,12 +46,30 @@ impl ExecutionStore for SledStore {
             .expect("only the writer thread's own copy of the store has no writer")
     }
 
-    fn start_run(
+    fn claim_run(
         &self,
         id: &RunId,
         change: &mut dyn FnMut(&mut Run) -> Result<(), RunTransitionError>,
-    ) -> Result<Run, StoreError> {
-        self.change_run(Commit::Progress, id, change, None)
+    ) -> Result<Option<Run>, StoreError> {
+        // Under the lock an automation change's cancellation holds: the run
+        // is claimed before it looks, or cancelled before this reads it.
+        let mut executing = self.executing();
+        if executing.contains_key(id) {
+            return Ok(None);
+        }
+        let Some(mut run) = self.get::<Run>(&self.runs, id.as_str().as_bytes())? else {
+            return Ok(None);
+        };
+        if run.status != RunStatus::Pending {
+            return Ok(None);
+        }
+        change(&mut run)?;
+        executing.insert(id.clone(), run.clone());
+        Ok(Some(run))
+    }
+
+    fn release_run(&self, id: &RunId) {
+        self.executing().remove(id);
     }
 
     fn finish_run(
@@ -138,9 +156,10 @@ mod tests {
     use super::super::test_fixture::{Fixture, app, at};
     use super::*;
     use crate::domain::event::scheduled_input;
-    use crate::domain::run::RunStatus;
+    use crate::domain::run::{RunFilter, RunStatus};
     use crate::domain::schedule::Schedule;
     use crate::domain::workflow::TriggerInput;
+    use crate::store::Cancellation;
     use crate::store::Store;
 
     impl Fixture {
@@ -246,9 +265,11 @@ mod tests {
         fx.store.insert_runs(std::slice::from_ref(&run)).unwrap();
         let started = fx
             .store
-            .start_run(&run.id, &mut |run| {
-                run.transition(RunStatus::Running, at(2), None)
-            })
+            .finish_run(
+                &run.id,
+                &mut |run| run.transition(RunStatus::Running, at(2), None),
+                None,
+            )
             .unwrap();
         assert_eq!(fx.store.run(&run.id).unwrap(), Some(started));
         fx.store
@@ -262,6 +283,92 @@ mod tests {
         let stored = fx.store.run(&run.id).unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Completed);
         assert_eq!(stored.history.len(), 3, "{:?}", stored.history);
+    }
+
+    #[test]
+    fn a_run_started_in_memory_reads_running_everywhere_and_stays_pending_on_disk() {
+        let mut fx = Fixture::new();
+        let automation = fx.automation_with(Some("thread.created"), AutomationStatus::Running);
+        let input = TriggerInput {
+            trigger: "thread.created".into(),
+            payload: json!({}),
+        };
+        let (run, other) = (
+            fx.pending_run(&automation, input.clone()),
+            fx.pending_run(&automation, input),
+        );
+        fx.store.insert_runs(&[run.clone(), other.clone()]).unwrap();
+        let start = |run: &mut Run| run.transition(RunStatus::Running, at(2), None);
+        let claimed = fx
+            .store
+            .claim_run(&run.id, &mut { start })
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.status, RunStatus::Running);
+        // Claimed once only.
+        assert_eq!(fx.store.claim_run(&run.id, &mut { start }).unwrap(), None);
+        assert_eq!(fx.store.run(&run.id).unwrap(), Some(claimed.clone()));
+        let ids = |runs: Vec<Run>| runs.into_iter().map(|run| run.id).collect::<Vec<_>>();
+        let by_status = |status| {
+            ids(fx
+                .store
+                .automation_runs(&app(), &automation.id, Some(status), None, 10)
+                .unwrap())
+        };
+        assert_eq!(by_status(RunStatus::Running), std::slice::from_ref(&run.id));
+        assert_eq!(
+            by_status(RunStatus::Pending),
+            std::slice::from_ref(&other.id)
+        );
+        let filter = RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        };
+        let across = fx.store.app_runs(&app(), &filter, None, 10).unwrap();
+        assert_eq!(ids(across), std::slice::from_ref(&run.id));
+        let running = fx
+            .store
+            .runs_with_status(RunStatus::Running, None, 10)
+            .unwrap();
+        assert_eq!(running, [claimed]);
+        // Pausing cancels the pending run, not the one executing.
+        let mut paused = automation.clone();
+        paused.status = AutomationStatus::Paused;
+        let cancel = Cancellation {
+            reason: "automation paused".into(),
+            at: at(3),
+        };
+        let cancelled = fx.store.update_automation(&paused, Some(&cancel)).unwrap();
+        assert_eq!(cancelled, std::slice::from_ref(&other.id));
+        // Its ending brings the start along, in one write.
+        let ended = fx
+            .store
+            .finish_run(
+                &run.id,
+                &mut |stored| {
+                    assert_eq!(stored.status, RunStatus::Pending, "pending on disk");
+                    start(stored)?;
+                    stored.transition(RunStatus::Completed, at(4), None)
+                },
+                None,
+            )
+            .unwrap();
+        fx.store.release_run(&run.id);
+        assert_eq!(fx.store.run(&run.id).unwrap(), Some(ended.clone()));
+        assert_eq!(ended.history.len(), 3);
+        assert!(by_status(RunStatus::Running).is_empty());
+        // Claimed and never ended (a crash): pending after a restart.
+        let third = fx.pending_run(&automation, scheduled_input(at(60)));
+        fx.store.insert_runs(std::slice::from_ref(&third)).unwrap();
+        fx.store
+            .claim_run(&third.id, &mut { start })
+            .unwrap()
+            .unwrap();
+        let fx = fx.reopened();
+        assert_eq!(
+            fx.store.run(&third.id).unwrap().unwrap().status,
+            RunStatus::Pending
+        );
     }
 
     #[test]

@@ -1030,6 +1030,21 @@ async fn a_run_interrupted_by_sigkill_fails_and_no_accepted_event_is_lost() {
     // Sleeps on its first attempt only; it is running when the host dies.
     let interrupted = api.first_run(json!({"trigger": "thread.created", "payload": {"sleep_ms": 60_000, "sleep_until_attempt": 2}})).await;
     api.wait_running(&interrupted).await;
+    // Running in memory, or on disk too: every read says running.
+    let running = api
+        .get("/apps/default/automations/runs?status=running")
+        .await;
+    assert_eq!(running["data"][0]["id"], interrupted.as_str(), "{running}");
+    let pending = api
+        .get(&format!(
+            "/apps/default/automations/{retried}/runs?status=pending"
+        ))
+        .await;
+    assert_eq!(pending["data"], json!([]), "{pending}");
+    // Its start reaches the disk once it has run for 50 ms (before, it is
+    // running in memory only, and a crash would leave it pending to run
+    // again): give that, and the flush within 10 ms after, ample time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Accepted while the only worker is busy: pending when the host dies.
     let mut accepted = Vec::new();
     for n in 0..3 {

@@ -18,10 +18,12 @@
 //!   reference;
 //! - (b) the runner's full path, `Runner::run` (slot, fresh store with limits,
 //!   output capture, classification, accounting);
-//! - runs/s of (a) and (b) with one and two concurrent tasks on two threads;
+//! - (c) the same on an engine with explicit bounds checks (`serve
+//!   --bounds-checks explicit`: no guard pages, no `mprotect` between runs);
+//! - runs/s of (a), (b) and (c) with one and two concurrent tasks on two threads;
 //! - a cold `Runner::load` (compile) against a cache load.
 //!
-//! Samples of (a), (a0) and (b) are taken in interleaved blocks so that noise
+//! Samples of (a), (a0), (b) and (c) are taken in interleaved blocks so that noise
 //! from other processes spreads over all three.
 
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use automata::domain::workflow::{RunContext, TriggerInput};
-use automata::runner::{Runner, RunnerConfig};
+use automata::runner::{BoundsChecks, Runner, RunnerConfig};
 use common::bare::{bare_pre, bare_run, wit_inputs};
 use common::{guest, median, micros, runner_run, throughput};
 use serde_json::json;
@@ -134,6 +136,16 @@ async fn bench(plan: Plan) {
     );
     println!("allocator: {:?}", runner.allocator());
     let workflow = runner.load(&bytes).await.unwrap();
+    let explicit = Arc::new(
+        Runner::new(RunnerConfig {
+            pooling: true,
+            max_concurrent_runs: 2,
+            bounds_checks: BoundsChecks::Explicit,
+            ..RunnerConfig::default()
+        })
+        .unwrap(),
+    );
+    let explicit_workflow = explicit.load(&bytes).await.unwrap();
     let floor_pre = bare_pre(runner.engine(), &bytes);
     let plain_engine = uninstrumented_engine();
     let plain = bare_pre(&plain_engine, &bytes);
@@ -144,8 +156,10 @@ async fn bench(plan: Plan) {
         bare_run(runner.engine(), true, &floor_pre, &wit_ctx, &wit_input).await;
         bare_run(&plain_engine, false, &plain, &wit_ctx, &wit_input).await;
         runner_run(&runner, &workflow, &ctx, &input).await;
+        runner_run(&explicit, &explicit_workflow, &ctx, &input).await;
     }
     let mut floor_samples = Vec::new();
+    let mut explicit_samples = Vec::new();
     let mut plain_samples = Vec::new();
     let mut runner_samples = Vec::new();
     for _ in 0..plan.blocks {
@@ -164,10 +178,16 @@ async fn bench(plan: Plan) {
             runner_run(&runner, &workflow, &ctx, &input).await;
             runner_samples.push(t.elapsed());
         }
+        for _ in 0..plan.runs_per_block {
+            let t = Instant::now();
+            runner_run(&explicit, &explicit_workflow, &ctx, &input).await;
+            explicit_samples.push(t.elapsed());
+        }
     }
     let floor = median(&mut floor_samples);
     let plain = median(&mut plain_samples);
     let full = median(&mut runner_samples);
+    let checked = median(&mut explicit_samples);
     let n = plan.blocks * plan.runs_per_block;
     println!("per-run median over {n} runs each (welcome-new-members):");
     println!(
@@ -183,6 +203,10 @@ async fn bench(plan: Plan) {
         micros(full)
     );
     println!(
+        "  (c)  Runner::run, explicit bounds checks:{:>8.1} µs",
+        micros(checked)
+    );
+    println!(
         "  ratio (b)/(a):                           {:>8.2}",
         full.as_secs_f64() / floor.as_secs_f64()
     );
@@ -191,7 +215,7 @@ async fn bench(plan: Plan) {
         full.as_secs_f64() / plain.as_secs_f64()
     );
 
-    let full_run = {
+    let runs_of = |runner: &Arc<Runner>, workflow: &automata::runner::Workflow| {
         let (runner, workflow) = (runner.clone(), workflow.clone());
         let (ctx, input) = (Arc::new(ctx.clone()), Arc::new(input.clone()));
         move || {
@@ -200,6 +224,8 @@ async fn bench(plan: Plan) {
             async move { runner_run(&runner, &workflow, &ctx, &input).await }
         }
     };
+    let full_run = runs_of(&runner, &workflow);
+    let checked_run = runs_of(&explicit, &explicit_workflow);
     let floor_run = {
         let (engine, pre) = (runner.engine().clone(), floor_pre.clone());
         let (ctx, input) = (Arc::new(wit_ctx.clone()), Arc::new(wit_input.clone()));
@@ -213,6 +239,8 @@ async fn bench(plan: Plan) {
     let floor_two = throughput(2, plan.throughput_window, floor_run).await;
     let one = throughput(1, plan.throughput_window, full_run.clone()).await;
     let two = throughput(2, plan.throughput_window, full_run).await;
+    let checked_one = throughput(1, plan.throughput_window, checked_run.clone()).await;
+    let checked_two = throughput(2, plan.throughput_window, checked_run).await;
     println!(
         "throughput over {:?} each (2 worker threads); CPU per run is the process's \
          user + system time over the runs (flat from 1 to 2 tasks = nothing serialises)",
@@ -223,17 +251,20 @@ async fn bench(plan: Plan) {
         ("(a) bare wasmtime, 2 tasks:", floor_two),
         ("(b) Runner::run, 1 task:   ", one),
         ("(b) Runner::run, 2 tasks:  ", two),
+        ("(c) explicit checks, 1 task:", checked_one),
+        ("(c) explicit checks, 2 tasks:", checked_two),
     ] {
         println!(
-            "  {label}             {:>8.0} runs/s   {:>6.1} µs CPU/run",
+            "  {label:<32}{:>8.0} runs/s   {:>6.1} µs CPU/run",
             figures.per_second(),
             micros(figures.cpu_per_run())
         );
     }
     println!(
-        "  scaling 1 -> 2 tasks: (a) {:.2}x, (b) {:.2}x",
+        "  scaling 1 -> 2 tasks: (a) {:.2}x, (b) {:.2}x, (c) {:.2}x",
         floor_two.per_second() / floor_one.per_second(),
-        two.per_second() / one.per_second()
+        two.per_second() / one.per_second(),
+        checked_two.per_second() / checked_one.per_second()
     );
 
     let dir = tempfile::tempdir().unwrap();

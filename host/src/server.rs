@@ -143,6 +143,7 @@ impl Server {
             pooling: true,
             max_concurrent_runs: config.execution.workers.max(1),
             allow_private_egress: config.execution.allow_private_egress,
+            bounds_checks: config.execution.bounds_checks,
             ..RunnerConfig::default()
         })?);
         let mut metrics = Metrics::new(config.metrics);

@@ -14,6 +14,7 @@ use crate::edge::{EdgeConfig, TlsFiles};
 use crate::execution::ExecutionConfig;
 use crate::metrics::MetricsOptions;
 use crate::retention::RetentionConfig;
+use crate::runner::BoundsChecks;
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 use crate::service::secret_key::{SECRET_KEY_ENV, SecretKey, SecretsConfig};
 use crate::service::{AuthMode, DEFAULT_MAX_CONFIG_BYTES, ServiceSettings};
@@ -139,6 +140,14 @@ pub struct Serve {
     /// refused unless the automation's grant names the address itself.
     #[arg(long)]
     allow_private_egress: bool,
+    /// How workflows' memory accesses are kept inside their memory.
+    /// `guard-pages` (the default) is safe against hostile workflows;
+    /// `explicit` checks every access in compiled code, which lets concurrent
+    /// runs scale across cores but turns off wasmtime's Spectre mitigations
+    /// for memory and tables: use it only when every workflow is trusted.
+    /// Changing it recompiles each workflow once.
+    #[arg(long, env = "AUTOMATA_BOUNDS_CHECKS", value_enum, default_value_t = BoundsChecks::GuardPages)]
+    bounds_checks: BoundsChecks,
 }
 
 fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
@@ -240,6 +249,7 @@ impl Serve {
                 app_queue_capacity: self.app_queue_capacity.unwrap_or(self.queue_capacity),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
                 allow_private_egress: self.allow_private_egress,
+                bounds_checks: self.bounds_checks,
             },
             auth,
             edge,

@@ -34,7 +34,7 @@ use crate::domain::event::{EventError, EventReceipt, IncomingEvent, RunNowReques
 use crate::domain::ids::{AppId, AutomationId, IdSequence, RunId};
 use crate::domain::run::{Run, RunStatus};
 use crate::metrics::{EventResult, Metrics, RunOrigin, Snapshot};
-use crate::runner::Runner;
+use crate::runner::{BoundsChecks, Runner};
 use crate::service::secret_key::SecretKey;
 use crate::service::{AutomationChange, current_actor};
 use crate::store::{EventRecord, Store, StoreError};
@@ -57,6 +57,8 @@ pub struct ExecutionConfig {
     /// Whether workflows' HTTP requests may reach loopback, private and
     /// link-local addresses (`serve --allow-private-egress`).
     pub allow_private_egress: bool,
+    /// How guests' memory accesses are bounded (`serve --bounds-checks`).
+    pub bounds_checks: BoundsChecks,
 }
 
 impl Default for ExecutionConfig {
@@ -67,6 +69,7 @@ impl Default for ExecutionConfig {
             app_queue_capacity: 10_000,
             shutdown_grace: Duration::from_secs(10),
             allow_private_egress: false,
+            bounds_checks: BoundsChecks::GuardPages,
         }
     }
 }

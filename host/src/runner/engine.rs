@@ -46,6 +46,35 @@ pub struct RunnerConfig {
     /// link-local addresses (`serve --allow-private-egress`). Off: only when
     /// the automation's grant names the address itself.
     pub allow_private_egress: bool,
+    /// How guests' memory accesses are kept inside their linear memory
+    /// (`serve --bounds-checks`).
+    pub bounds_checks: BoundsChecks,
+}
+
+/// How a guest's loads and stores are kept inside its linear memory.
+///
+/// wasmtime 48 offers two ways; the choice is the operator's, since it trades
+/// a side-channel defence for throughput (measured in `BENCHMARKS.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoundsChecks {
+    /// Guard pages: each memory slot reserves its whole 32-bit address range,
+    /// so compiled code needs no bounds checks, and an access past the end
+    /// faults. Safe against Spectre-style speculation past a bounds check
+    /// (there is none to speculate past). Costs three `mprotect` calls per run
+    /// of a workflow that grows its memory (the pooling allocator shrinks the
+    /// slot back before the next run), each a TLB shootdown on every core
+    /// running the process: concurrent runs slow each other down.
+    #[default]
+    GuardPages,
+    /// Compiled code checks every access explicitly (wasmtime's
+    /// `signals_based_traps(false)`, no guard region): a slot stays accessible
+    /// between runs, so runs make no `mprotect` calls and scale across cores.
+    /// wasmtime then turns off Cranelift's heap and table Spectre mitigations
+    /// (`Config::signals_based_traps`: they rely on faulting loads), so a
+    /// hostile workflow could try to read host memory through speculative
+    /// execution. Only for hosts whose workflows are all trusted, e.g. one
+    /// team's own.
+    Explicit,
 }
 
 impl Default for RunnerConfig {
@@ -60,6 +89,7 @@ impl Default for RunnerConfig {
             epoch_tick: Duration::from_millis(5),
             loaded_code_bytes: DEFAULT_LOADED_CODE_BYTES,
             allow_private_egress: false,
+            bounds_checks: BoundsChecks::GuardPages,
         }
     }
 }
@@ -97,6 +127,11 @@ pub(super) fn build_engine(config: &RunnerConfig) -> Result<(Engine, Allocator),
         .max_wasm_stack(config.max_wasm_stack)
         // Host calls run on the fiber stack too: keep 1 MiB above wasm's share.
         .async_stack_size(config.max_wasm_stack + (1 << 20));
+    if config.bounds_checks == BoundsChecks::Explicit {
+        // Linear memory then stays readable and writable up to its size and
+        // is never re-protected between runs (see `BoundsChecks::Explicit`).
+        wasm.signals_based_traps(false).memory_guard_size(0);
+    }
     if config.pooling {
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
         match Engine::new(&wasm) {
@@ -202,5 +237,77 @@ mod tests {
             ..RunnerConfig::default()
         };
         assert_eq!(build_engine(&config).unwrap().1, Allocator::OnDemand);
+    }
+
+    /// A module with one page of memory: `poke` grows it by a page and
+    /// stores `value` at `address`; `peek` grows it and loads from `address`.
+    const MEMORY: &str = r#"(module
+        (memory 1)
+        (func (export "poke") (param $address i32) (param $value i32)
+            (drop (memory.grow (i32.const 1)))
+            (i32.store (local.get $address) (local.get $value)))
+        (func (export "peek") (param $address i32) (result i32)
+            (drop (memory.grow (i32.const 1)))
+            (i32.load (local.get $address))))"#;
+
+    /// Calls `name` with `params` in a fresh store (a fresh pool slot use),
+    /// as a run does.
+    async fn call(
+        engine: &Engine,
+        module: &wasmtime::Module,
+        name: &str,
+        params: &[i32],
+    ) -> Result<i32, wasmtime::Trap> {
+        let mut store = wasmtime::Store::new(engine, ());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1_000);
+        let instance = wasmtime::Instance::new_async(&mut store, module, &[])
+            .await
+            .unwrap();
+        let func = instance.get_func(&mut store, name).unwrap();
+        let params: Vec<wasmtime::Val> = params.iter().map(|&p| wasmtime::Val::I32(p)).collect();
+        let mut results = vec![wasmtime::Val::I32(0); func.ty(&store).results().len()];
+        match func.call_async(&mut store, &params, &mut results).await {
+            Ok(()) => Ok(results.first().map_or(0, |r| r.unwrap_i32())),
+            Err(error) => Err(*error.downcast_ref::<wasmtime::Trap>().expect("a trap")),
+        }
+    }
+
+    /// Both ways of bounding memory trap an access past the memory's end,
+    /// and a run never sees what an earlier run in the same slot wrote into
+    /// pages it grew (the explicit way keeps the slot accessible between
+    /// runs, so this is what stands between two tenants).
+    #[tokio::test]
+    async fn memory_stays_bounded_and_fresh_with_either_bounds_checks() {
+        for bounds_checks in [BoundsChecks::GuardPages, BoundsChecks::Explicit] {
+            let config = RunnerConfig {
+                pooling: true,
+                max_concurrent_runs: 1,
+                bounds_checks,
+                ..RunnerConfig::default()
+            };
+            let (engine, allocator) = build_engine(&config).unwrap();
+            assert_eq!(allocator, Allocator::Pooling);
+            let module = wasmtime::Module::new(&engine, wat::parse_str(MEMORY).unwrap()).unwrap();
+            let second_page = 65_536 + 8;
+            for _ in 0..3 {
+                assert_eq!(
+                    call(&engine, &module, "poke", &[second_page, 0x5ec2e7]).await,
+                    Ok(0)
+                );
+                assert_eq!(
+                    call(&engine, &module, "peek", &[second_page]).await,
+                    Ok(0),
+                    "{bounds_checks:?}: a grown page holds an earlier run's data"
+                );
+            }
+            for past_the_end in [2 * 65_536, 2 * 65_536 - 3, i32::MAX, -4] {
+                assert_eq!(
+                    call(&engine, &module, "peek", &[past_the_end]).await,
+                    Err(wasmtime::Trap::MemoryOutOfBounds),
+                    "{bounds_checks:?}: load at {past_the_end}"
+                );
+            }
+        }
     }
 }

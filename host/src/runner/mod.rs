@@ -47,7 +47,7 @@ use sandbox::{Reach, RunState};
 
 pub use cancel::CancelToken;
 pub use egress::EgressGrant;
-pub use engine::{Allocator, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
+pub use engine::{Allocator, BoundsChecks, DEFAULT_LOADED_CODE_BYTES, RunnerConfig};
 pub use output::{LiveLines, LiveOutput, Transcript};
 pub use secrets::{MASK, Masker, Refusal, RunSecrets};
 

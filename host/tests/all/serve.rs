@@ -388,7 +388,95 @@ fn serve_help_documents_logging_metrics_and_retention() {
         "--retention-max-runs",
         "/healthz",
         "/readyz",
+        "--bounds-checks",
+        "AUTOMATA_BOUNDS_CHECKS",
     ] {
         assert!(help.contains(words), "`{words}` missing from:\n{help}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_bounds_checks_run_workflows_and_a_bad_choice_is_a_usage_error() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_automata"))
+        .args(["serve", "--bounds-checks", "none"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid value 'none' for '--bounds-checks")
+            && stderr.contains("guard-pages")
+            && stderr.contains("explicit"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = spawn_serve(
+        env!("CARGO_BIN_EXE_automata"),
+        dir.path(),
+        &["--bounds-checks", "explicit"],
+    );
+    let server = Serve {
+        child: serve.child,
+        base: serve.url,
+    };
+    let client = admin_client();
+    let config: Value = client
+        .post(format!("{}/apps/default/configs", server.base))
+        .header("content-type", "application/wasm")
+        .body(automata_e2e::guest("welcome-new-members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let automation: Value = client
+        .post(format!("{}/apps/default/automations", server.base))
+        .json(
+            &json!({"name": "Welcome", "type": "trigger", "trigger": "thread.member_joined",
+                      "config_id": config["id"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run: Value = client
+        .post(format!(
+            "{}/apps/default/automations/{}/run",
+            server.base,
+            automation["id"].as_str().expect("created")
+        ))
+        .json(&json!({"payload": {"member": {"name": "Ada"}, "thread": {"name": "Ops"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = run["id"].as_str().expect("a run").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ended = loop {
+        let current: Value = client
+            .get(format!(
+                "{}/apps/default/automations/runs/{run_id}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if current["status"] != "pending" && current["status"] != "running" {
+            break current;
+        }
+        assert!(std::time::Instant::now() < deadline, "{current}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["result"]["output"], json!(["Welcome to Ops, Ada!"]));
+    assert!(server.terminate().success());
 }

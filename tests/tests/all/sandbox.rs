@@ -9,7 +9,8 @@ use automata::domain::limits::LimitOverrides;
 use automata::domain::outcome::{FailureKind, Outcome, RunReport};
 use automata::domain::workflow::{RunContext, TriggerInput};
 use automata::runner::{
-    Allocator, CancelToken, LiveOutput, LoadError, RunOptions, Runner, RunnerConfig, Workflow,
+    Allocator, BoundsChecks, CancelToken, LiveOutput, LoadError, RunOptions, Runner, RunnerConfig,
+    Workflow,
 };
 use automata_e2e::guest;
 use serde_json::{Value, json};
@@ -629,26 +630,40 @@ async fn a_hundred_concurrent_runs_keep_their_outputs_apart() {
 
 #[tokio::test]
 async fn a_pooled_runner_runs_examples_and_survives_hostile_cases() {
-    let runner = Runner::new(RunnerConfig {
-        pooling: true,
-        max_concurrent_runs: 2,
-        ..RunnerConfig::default()
-    })
-    .unwrap();
-    assert_eq!(runner.allocator(), Allocator::Pooling);
-    let hostile = load(&runner, "hostile").await;
-    for _ in 0..3 {
+    // With either way of bounding memory (`serve --bounds-checks`).
+    for bounds_checks in [BoundsChecks::GuardPages, BoundsChecks::Explicit] {
+        let runner = Runner::new(RunnerConfig {
+            pooling: true,
+            max_concurrent_runs: 2,
+            bounds_checks,
+            ..RunnerConfig::default()
+        })
+        .unwrap();
+        assert_eq!(runner.allocator(), Allocator::Pooling);
+        let hostile = load(&runner, "hostile").await;
+        for _ in 0..3 {
+            assert_runner_still_works(&runner).await;
+        }
+        let limits = LimitOverrides {
+            memory_bytes: Some(16 << 20),
+            ..LimitOverrides::default()
+        };
+        let report = run_case(&runner, &hostile, "memory_bomb", limits).await;
+        assert_eq!(
+            failure(&report).0,
+            FailureKind::MemoryLimit,
+            "{bounds_checks:?}"
+        );
+        let report = run_case(&runner, &hostile, "trap", LimitOverrides::default()).await;
+        assert_eq!(failure(&report).0, FailureKind::Trap, "{bounds_checks:?}");
+        let report = run_case(&runner, &hostile, "recurse", LimitOverrides::default()).await;
+        assert_eq!(
+            failure(&report).0,
+            FailureKind::StackOverflow,
+            "{bounds_checks:?}"
+        );
         assert_runner_still_works(&runner).await;
     }
-    let limits = LimitOverrides {
-        memory_bytes: Some(16 << 20),
-        ..LimitOverrides::default()
-    };
-    let report = run_case(&runner, &hostile, "memory_bomb", limits).await;
-    assert_eq!(failure(&report).0, FailureKind::MemoryLimit);
-    let report = run_case(&runner, &hostile, "trap", LimitOverrides::default()).await;
-    assert_eq!(failure(&report).0, FailureKind::Trap);
-    assert_runner_still_works(&runner).await;
 }
 
 #[tokio::test]

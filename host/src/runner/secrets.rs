@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::{Map, Value};
 
 use crate::domain::outcome::{Failure, Outcome};
@@ -146,6 +147,9 @@ impl RunSecrets {
 pub struct Masker {
     /// Longest first, no duplicates.
     patterns: Arc<Vec<String>>,
+    /// All of `patterns` in one automaton, so a text is searched once
+    /// whatever the number of values (`None` when there are none).
+    searcher: Option<Arc<AhoCorasick>>,
 }
 
 impl fmt::Debug for Masker {
@@ -176,8 +180,19 @@ impl Masker {
         }
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         patterns.dedup();
+        // Standard semantics: the only kind that reports overlapping matches.
+        // Building cannot fail here: a run is granted at most 64 secrets of
+        // at most 64 KiB each, far below the automaton's 2^31 states.
+        let searcher = (!patterns.is_empty()).then(|| {
+            let automaton = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .expect("an automaton for at most 64 values of at most 64 KiB");
+            Arc::new(automaton)
+        });
         Masker {
             patterns: Arc::new(patterns),
+            searcher,
         }
     }
 
@@ -199,24 +214,23 @@ impl Masker {
     }
 
     fn mask_ranges<'t>(&self, text: &'t str, cut: bool) -> Cow<'t, str> {
-        if self.is_empty() || text.is_empty() {
+        let Some(searcher) = self.searcher.as_ref().filter(|_| !text.is_empty()) else {
             return Cow::Borrowed(text);
-        }
-        let mut ranges: Vec<(usize, usize)> = Vec::new();
-        for pattern in self.patterns.iter() {
-            let mut from = 0;
-            while let Some(found) = text[from..].find(pattern.as_str()) {
-                let start = from + found;
-                ranges.push((start, start + pattern.len()));
-                // Overlapping occurrences too: resume one character on.
-                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
-            }
-            if cut
-                && let Some(k) = (1..pattern.len())
+        };
+        // Every occurrence of every value, overlapping ones included, in one
+        // pass over the text.
+        let mut ranges: Vec<(usize, usize)> = searcher
+            .find_overlapping_iter(text)
+            .map(|found| (found.start(), found.end()))
+            .collect();
+        if cut {
+            for pattern in self.patterns.iter() {
+                if let Some(k) = (1..pattern.len())
                     .rev()
                     .find(|&k| pattern.is_char_boundary(k) && text.ends_with(&pattern[..k]))
-            {
-                ranges.push((text.len() - k, text.len()));
+                {
+                    ranges.push((text.len() - k, text.len()));
+                }
             }
         }
         if ranges.is_empty() {
@@ -329,6 +343,21 @@ mod tests {
         assert_eq!(m.mask("xxabcdefghijklyy"), "xx***yy");
         let periodic = Masker::new(["aaaaaaaa"]);
         assert_eq!(periodic.mask("aaaaaaaaa!"), "***!");
+    }
+
+    #[test]
+    fn the_most_values_a_run_can_be_granted_are_all_masked() {
+        let values: Vec<String> = (0..64)
+            .map(|i| format!("value-{i:02}-{}", "s".repeat(i * 1000)))
+            .collect();
+        let m = Masker::new(values.iter().map(String::as_str));
+        let text = format!(
+            "first {} then {} last {}",
+            values[63], values[0], values[31]
+        );
+        assert_eq!(m.mask(&text), "first *** then *** last ***");
+        // A fragment of a value is left alone.
+        assert_eq!(m.mask("value-10-"), "value-10-");
     }
 
     #[test]

@@ -38,9 +38,17 @@ pub async fn page(
     axum::extract::Path(app): axum::extract::Path<String>,
 ) -> Result<Response, Failure> {
     let app = app_id(&app)?;
+    // After a send, the form as it was sent (to send it again, or change it).
+    let sent = |name: &str| {
+        ctx.flash
+            .as_ref()
+            .and_then(|f| f.fields.iter().find(|(n, _)| n == name))
+            .map(|(_, value)| value.clone())
+    };
     let form = EventForm {
-        payload: "{}".into(),
-        ..EventForm::default()
+        trigger: sent("trigger").unwrap_or_default(),
+        payload: sent("payload").unwrap_or_else(|| "{}".into()),
+        idempotency_key: sent("idempotency_key").unwrap_or_default(),
     };
     render(&state, &ctx, &app, &form, None).await
 }
@@ -169,6 +177,14 @@ pub async fn send(
                 format!("{replayed}Sent {}; runs created:", receipt.trigger)
             });
             flash.runs = receipt.run_ids.iter().map(ToString::to_string).collect();
+            flash.fields = vec![
+                ("trigger".into(), form.trigger.trim().to_owned()),
+                ("payload".into(), form.payload.clone()),
+                (
+                    "idempotency_key".into(),
+                    form.idempotency_key.trim().to_owned(),
+                ),
+            ];
             Ok(redirect_with(
                 &state,
                 &ctx,

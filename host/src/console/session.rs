@@ -87,6 +87,9 @@ pub struct Flash {
     pub message: String,
     /// Runs the action created (a test event's), linked under the message.
     pub runs: Vec<String>,
+    /// The form as sent (a test event's), to fill it in again; dropped past
+    /// [`MAX_FLASH_FIELD_BYTES`].
+    pub fields: Vec<(String, String)>,
 }
 
 impl Flash {
@@ -96,6 +99,7 @@ impl Flash {
             outcome: Ok(()),
             message: message.into(),
             runs: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -105,12 +109,15 @@ impl Flash {
             outcome: Err(status),
             message: message.into(),
             runs: Vec::new(),
+            fields: Vec::new(),
         }
     }
 }
 
 /// Longest flash message kept (a longer one is cut, with `…`).
 const MAX_FLASH_CHARS: usize = 4_096;
+/// Most bytes of form fields a flash keeps (more: the form starts empty).
+pub const MAX_FLASH_FIELD_BYTES: usize = 64 * 1024;
 
 /// The sessions of this process and the secret that signs their cookies.
 pub struct Sessions {
@@ -191,6 +198,10 @@ impl Sessions {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if !id.is_empty() && !live.contains_key(id) {
             return;
+        }
+        let field_bytes: usize = flash.fields.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if field_bytes > MAX_FLASH_FIELD_BYTES {
+            flash.fields.clear();
         }
         if let Some((cut, _)) = flash.message.char_indices().nth(MAX_FLASH_CHARS) {
             flash.message.truncate(cut);
@@ -393,6 +404,13 @@ mod tests {
         assert_eq!(flash.outcome, Err(409));
         assert_eq!(flash.message.chars().count(), MAX_FLASH_CHARS + 1);
         assert_eq!(sessions.take_flash(&one.id), None, "once");
+        // A large form is not kept, its message is.
+        let mut big = Flash::ok("sent");
+        big.fields
+            .push(("payload".into(), "x".repeat(MAX_FLASH_FIELD_BYTES)));
+        sessions.set_flash(&one.id, big);
+        let kept = sessions.take_flash(&one.id).unwrap();
+        assert!(kept.fields.is_empty() && kept.message == "sent");
         // No session, no flash; signing out drops a pending one.
         sessions.set_flash("nobody", Flash::ok("hi"));
         assert_eq!(sessions.take_flash("nobody"), None);

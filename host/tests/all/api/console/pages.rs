@@ -148,6 +148,17 @@ async fn actions_redirect_and_their_outcome_shows_once_on_the_page() {
         "{}",
         events.body
     );
+    // The form is as it was sent, to send again.
+    assert!(
+        events
+            .body
+            .contains(r#"<option value="thread.member_joined" selected>"#)
+            && events
+                .body
+                .contains("{&quot;member&quot;: {&quot;id&quot;: &quot;u1&quot;"),
+        "{}",
+        events.body
+    );
     // A refused event shows the form again as sent, with the refusal.
     let refused = visitor
         .post_form(

@@ -2,7 +2,10 @@
 //! an example, create and activate an automation, send a test event, watch
 //! its run complete and read its output line, open the run by its URL,
 //! pause, meet a 409, sign out; then a `read` key finds nothing to change.
-//! Every page is saved as a PNG under `target/console-screenshots/`.
+//! Uploads go through the file picker and through a drop on the drop zone;
+//! actions land on their page's own URL (Post/Redirect/Get). Every page is
+//! saved as a PNG under `target/console-screenshots/`, at 1280×800 and, for
+//! some, at phone width.
 
 use std::path::PathBuf;
 
@@ -10,9 +13,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::super::TestServer;
+use super::chromium::Browser;
 use super::key;
-use super::webdriver::Browser;
 use automata_e2e::{ADMIN_TOKEN, guest_path};
+use base64::Engine as _;
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
@@ -29,22 +33,22 @@ async fn the_console_in_a_real_browser() {
     let browser = Browser::start(1280, 800).await;
 
     // Sign in.
-    browser.goto(&format!("{base}/")).await;
+    browser.open(&format!("{base}/")).await;
     browser
         .wait_for_url(|u| u.contains("/console/sign-in"))
         .await;
-    browser.screenshot(&shots, "sign-in").await;
+    browser.screenshot_to(&shots, "sign-in").await;
     browser.type_into("#key", ADMIN_TOKEN).await;
     browser.click_on("form button[type=submit]").await;
     browser.wait_for_url(|u| u.ends_with("/console")).await;
-    browser.screenshot(&shots, "apps").await;
+    browser.screenshot_to(&shots, "apps").await;
     browser.click_on("ul.apps a").await;
     browser
         .wait_for_url(|u| u.ends_with("/console/apps/default"))
         .await;
 
     // Upload an example with the file picker.
-    browser.goto(&format!("{app}/configs")).await;
+    browser.open(&format!("{app}/configs")).await;
     // Chromium takes only canonical paths for file inputs.
     let wasm = guest_path("welcome-new-members").canonicalize().unwrap();
     browser
@@ -57,21 +61,21 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait_for_text("main", |t| t.contains("thread.member_joined"))
         .await;
-    browser.screenshot(&shots, "config").await;
-    browser.goto(&format!("{app}/configs")).await;
+    browser.screenshot_to(&shots, "config").await;
+    browser.open(&format!("{app}/configs")).await;
     browser
         .wait_for_text("main table", |t| t.contains("welcome"))
         .await;
-    browser.screenshot(&shots, "configs").await;
+    browser.screenshot_to(&shots, "configs").await;
 
     // Create an automation with the form, then activate it.
-    browser.goto(&format!("{app}/automations/new")).await;
+    browser.open(&format!("{app}/automations/new")).await;
     browser.type_into("#name", "Greeter").await;
     browser.type_into("#trigger", "thread.member_joined").await;
     browser
         .click_on(&format!("#config_id option[value=\"{config_id}\"]"))
         .await;
-    browser.screenshot(&shots, "automation-new").await;
+    browser.screenshot_to(&shots, "automation-new").await;
     browser.click_on("main form button[type=submit]").await;
     let automation_url = browser
         .wait_for_url(|u| u.contains("/automations/aut_"))
@@ -81,17 +85,23 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait_for_text(".banner", |t| t == "Greeter is now running.")
         .await;
-    browser.screenshot(&shots, "automation").await;
-    browser.goto(&format!("{automation_url}/edit")).await;
-    browser.find("#policies").await;
-    browser.screenshot(&shots, "automation-edit").await;
+    // Post/Redirect/Get: the address bar holds the automation's page, and a
+    // reload shows it again without repeating the action or its message.
+    assert_eq!(browser.url().await, automation_url);
+    browser.screenshot_to(&shots, "automation").await;
+    browser.refresh().await.unwrap();
+    browser.element("main h1").await;
+    assert_eq!(browser.count(".banner").await, 0);
+    browser.open(&format!("{automation_url}/edit")).await;
+    browser.element("#policies").await;
+    browser.screenshot_to(&shots, "automation-edit").await;
     // A 200-character name stays in its column.
     let long_name = format!("Quarterly {}", "report ".repeat(27));
     let long_name = long_name.trim_end();
     server
         .create(json!({"name": long_name, "type": "scheduled", "schedule": "0 9 * * 1"}))
         .await;
-    browser.goto(&format!("{app}/automations")).await;
+    browser.open(&format!("{app}/automations")).await;
     browser
         .wait_for_text("main table", |t| t.contains("Greeter"))
         .await;
@@ -99,14 +109,28 @@ async fn the_console_in_a_real_browser() {
         .run_async(
             "arguments[0](document.querySelector('main table').getBoundingClientRect().right \
              <= document.documentElement.clientWidth);",
-            json!([]),
+            vec![],
         )
         .await;
     assert_eq!(table_width, true, "the automations table fits the window");
-    browser.screenshot(&shots, "automations").await;
+    browser.screenshot_to(&shots, "automations").await;
+    browser.resize(390, 844).await;
+    let page_width = browser
+        .run_async(
+            "arguments[0](document.documentElement.scrollWidth \
+             <= document.documentElement.clientWidth);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        page_width, true,
+        "the page does not scroll sideways on a phone"
+    );
+    browser.screenshot_to(&shots, "automations-phone").await;
+    browser.resize(1280, 800).await;
 
     // Send a test event: invalid JSON is caught before sending.
-    browser.goto(&format!("{app}/events")).await;
+    browser.open(&format!("{app}/events")).await;
     browser
         .click_on("#trigger option[value=\"thread.member_joined\"]")
         .await;
@@ -118,8 +142,9 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(
         browser
             .property("#send-event button[type=submit]", "disabled")
-            .await,
-        true
+            .await
+            .as_deref(),
+        Some("true")
     );
     browser.clear("#payload").await;
     browser
@@ -131,8 +156,9 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(
         browser
             .property("#send-event button[type=submit]", "disabled")
-            .await,
-        false
+            .await
+            .as_deref(),
+        Some("false")
     );
     browser.click_on("#send-event button[type=submit]").await;
     // Post/Redirect/Get: the events page, with the runs the event created.
@@ -140,7 +166,7 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait_for_text("#flash", |t| t.contains("runs created"))
         .await;
-    browser.screenshot(&shots, "events").await;
+    browser.screenshot_to(&shots, "events").await;
 
     // Watch the run complete and read its output line.
     browser.click_on("#flash ul.created-runs a").await;
@@ -153,32 +179,64 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait_for_text("main", |t| t.contains("Payload"))
         .await;
-    browser.screenshot(&shots, "run").await;
+    browser.screenshot_to(&shots, "run").await;
     // Open the run by its URL, as a shared link would.
-    browser.goto(&run_url).await;
+    browser.open(&run_url).await;
     assert_eq!(
         browser.text("#output").await.trim(),
         "Welcome to Design, Ada!"
     );
     assert!(browser.text("main").await.contains(&config_id));
     browser.resize(390, 844).await;
-    browser.screenshot(&shots, "run-phone").await;
+    browser.screenshot_to(&shots, "run-phone").await;
     browser.resize(1280, 800).await;
-    browser.goto(&format!("{app}/runs")).await;
+    browser.open(&format!("{app}/runs")).await;
     browser
         .wait_for_text("main table", |t| t.contains("completed"))
         .await;
-    browser.screenshot(&shots, "runs").await;
-    browser.goto(&app).await;
-    browser.find("svg.chart").await;
-    browser.screenshot(&shots, "overview").await;
+    assert_eq!(browser.text("main table td a.name").await, "Greeter");
+    browser.screenshot_to(&shots, "runs").await;
+    browser.open(&app).await;
+    browser.element("svg.chart").await;
+    browser.screenshot_to(&shots, "overview").await;
 
     // A running run streams its output into the open page, and can be cancelled.
-    let sleeper = server.upload("sleeper").await;
+    // Upload the sleeper by dropping it on the drop zone: a `drop` event
+    // carrying a `DataTransfer` with the component as a file, as a
+    // drag from the desktop would (WebDriver cannot drag files in).
+    browser.open(&format!("{app}/configs")).await;
+    let component = std::fs::read(guest_path("sleeper")).unwrap();
+    let dropped = browser
+        .run_async(
+            "const [encoded, done] = arguments;
+             const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+             const file = new File([bytes], 'sleeper.wasm', {type: 'application/wasm'});
+             const transfer = new DataTransfer();
+             transfer.items.add(file);
+             const zone = document.getElementById('dropzone');
+             for (const type of ['dragenter', 'dragover', 'drop']) {
+               zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+             }
+             done(document.getElementById('upload-status').textContent);",
+            vec![json!(base64::engine::general_purpose::STANDARD.encode(&component))],
+        )
+        .await;
+    assert_eq!(
+        dropped,
+        format!("sleeper.wasm: {} bytes, ready to upload.", component.len()).as_str()
+    );
+    browser.click_on("#upload-button").await;
+    let sleeper_url = browser
+        .wait_for_url(|u| u.contains("/configs/cfg_") && !u.ends_with(&config_id))
+        .await;
+    let sleeper_id = sleeper_url.rsplit('/').next().unwrap().to_owned();
+    browser
+        .wait_for_text("main", |t| t.contains("thread.created"))
+        .await;
     let slow = server
         .create(
             json!({"name": "Slow", "type": "trigger", "trigger": "thread.created",
-                       "config_id": sleeper["id"]}),
+                       "config_id": sleeper_id}),
         )
         .await;
     let (status, _) = server
@@ -202,17 +260,17 @@ async fn the_console_in_a_real_browser() {
         }
     };
     let streamed = send(2_500).await;
-    browser.goto(&format!("{app}/runs/{streamed}")).await;
-    browser.find("#output[data-follow]").await;
+    browser.open(&format!("{app}/runs/{streamed}")).await;
+    browser.element("#output[data-follow]").await;
     browser
-        .run_async("window.stillThisPage = true; arguments[0]();", json!([]))
+        .run_async("window.stillThisPage = true; arguments[0]();", vec![])
         .await;
     browser
         .wait_for_text("#output", |t| t.contains("sleeping 2500 ms"))
         .await;
-    browser.screenshot(&shots, "run-streaming").await;
+    browser.screenshot_to(&shots, "run-streaming").await;
     let same_page = browser
-        .run_async("arguments[0](window.stillThisPage === true);", json!([]))
+        .run_async("arguments[0](window.stillThisPage === true);", vec![])
         .await;
     assert_eq!(same_page, true, "the line arrived without a reload");
     browser
@@ -220,7 +278,7 @@ async fn the_console_in_a_real_browser() {
         .await;
     assert!(browser.text("#output").await.ends_with("done"));
     let cancelled = send(60_000).await;
-    browser.goto(&format!("{app}/runs/{cancelled}")).await;
+    browser.open(&format!("{app}/runs/{cancelled}")).await;
     browser.click_on("form[action$=\"/cancel\"] button").await;
     browser.accept_dialog().await;
     browser
@@ -230,7 +288,7 @@ async fn the_console_in_a_real_browser() {
 
     // Pause, then a transition refused with the API's 409: the page still
     // offers "Reset to draft" after someone else reset it.
-    browser.goto(&automation_url).await;
+    browser.open(&automation_url).await;
     browser.click_on("form[action$=\"/pause\"] button").await;
     browser.accept_dialog().await;
     browser
@@ -248,14 +306,14 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait_for_text(".banner.error", |t| t == message)
         .await;
-    browser.screenshot(&shots, "automation-409").await;
+    browser.screenshot_to(&shots, "automation-409").await;
 
     // Sign out: the pages ask to sign in again.
     browser.click_on("header .who button").await;
     browser
         .wait_for_url(|u| u.contains("/console/sign-in"))
         .await;
-    browser.goto(&automation_url).await;
+    browser.open(&automation_url).await;
     browser
         .wait_for_url(|u| u.contains("/console/sign-in?next="))
         .await;
@@ -265,16 +323,16 @@ async fn the_console_in_a_real_browser() {
     browser.click_on("form button[type=submit]").await;
     browser.wait_for_url(|u| *u == automation_url).await;
     browser.wait_for_text("main h1", |t| t == "Greeter").await;
-    assert!(browser.find_all("main form[method=post]").await.is_empty());
-    assert!(browser.find_all("main a.button").await.is_empty());
-    browser.screenshot(&shots, "automation-read-key").await;
-    browser.goto(&format!("{app}/events")).await;
-    browser.find("main table").await;
-    assert!(browser.find_all("#send-event").await.is_empty());
-    browser.goto(&format!("{app}/automations")).await;
+    assert!(browser.count("main form[method=post]").await == 0);
+    assert!(browser.count("main a.button").await == 0);
+    browser.screenshot_to(&shots, "automation-read-key").await;
+    browser.open(&format!("{app}/events")).await;
+    browser.element("main table").await;
+    assert!(browser.count("#send-event").await == 0);
+    browser.open(&format!("{app}/automations")).await;
     assert!(!browser.text("main").await.contains("New automation"));
-    browser.goto(&run_url).await;
-    assert!(browser.find_all("main form[method=post]").await.is_empty());
+    browser.open(&run_url).await;
+    assert!(browser.count("main form[method=post]").await == 0);
     let forged = browser
         .run_async(
             "const done = arguments[arguments.length - 1];
@@ -283,7 +341,7 @@ async fn the_console_in_a_real_browser() {
                  headers: {'Content-Type': 'application/x-www-form-urlencoded'},
                  body: 'csrf=' + encodeURIComponent(token)})
                .then((r) => done(r.status), (e) => done(String(e)));",
-            json!([format!("{automation_url}/activate")]),
+            vec![json!(format!("{automation_url}/activate"))],
         )
         .await;
     assert_eq!(forged, 403);
@@ -291,6 +349,6 @@ async fn the_console_in_a_real_browser() {
         .get(&format!("/apps/default/automations/{automation_id}"))
         .await;
     assert_eq!(stored["status"], "draft");
-    drop(browser);
+    browser.close().await;
     server.stop().await;
 }

@@ -2,8 +2,8 @@
 //! HTTP, and the whole flow in headless Chromium ([`browser`]).
 
 mod browser;
+mod chromium;
 mod pages;
-mod webdriver;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};

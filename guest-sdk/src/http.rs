@@ -145,6 +145,22 @@ impl Request {
     pub fn send(self) -> Result<Response, Error> {
         let url = Url::parse(&self.url)?;
         let headers = Fields::new();
+        let has = |wanted: &str| {
+            self.headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        // A length rather than a chunked body (some servers refuse those),
+        // and a user agent (some APIs refuse requests without one).
+        let mut defaults = vec![("user-agent", USER_AGENT.to_owned())];
+        if !self.body.is_empty() {
+            defaults.push(("content-length", self.body.len().to_string()));
+        }
+        for (name, value) in defaults.iter().filter(|(name, _)| !has(name)) {
+            headers
+                .append(name, value.as_bytes())
+                .map_err(|e| Error::new(format!("header `{name}` is not allowed: {e:?}")))?;
+        }
         for (name, value) in &self.headers {
             headers
                 .append(name, value.as_bytes())
@@ -178,8 +194,8 @@ impl Request {
             .body()
             .map_err(|()| Error::new("the request body was already taken"))?;
         let pending = outgoing_handler::handle(request, None).map_err(|e| Error::code(&e))?;
-        write_body(&body, &self.body)?;
-        OutgoingBody::finish(body, None).map_err(|e| Error::code(&e))?;
+        let sent = write_body(&body, &self.body)
+            .and_then(|()| OutgoingBody::finish(body, None).map_err(|e| Error::code(&e)));
 
         let response = loop {
             match pending.get() {
@@ -187,9 +203,17 @@ impl Request {
                 None => pending.subscribe().block(),
             }
         };
-        let response = response
-            .map_err(|()| Error::new("the response was already taken"))?
-            .map_err(|e| Error::code(&e))?;
+        let response = response.map_err(|()| Error::new("the response was already taken"));
+        if let Err(error) = sent {
+            // The host refuses a request (a host not granted, a limit) by
+            // failing its response; the body stream then only says it
+            // closed. The response's error says why.
+            return Err(match response {
+                Ok(Err(code)) => Error::code(&code),
+                _ => error,
+            });
+        }
+        let response = response?.map_err(|e| Error::code(&e))?;
         let status = response.status();
         let headers = response
             .headers()
@@ -209,6 +233,9 @@ impl Request {
         })
     }
 }
+
+/// The `user-agent` of a workflow's requests unless it sets its own.
+const USER_AGENT: &str = concat!("automata-workflow/", env!("CARGO_PKG_VERSION"));
 
 /// Writes `bytes` to an outgoing body, at most 4096 bytes a call (the most
 /// `blocking-write-and-flush` takes).

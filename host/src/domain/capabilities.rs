@@ -420,13 +420,18 @@ impl AllowList {
         self.entries.iter().any(|e| e.matches(scheme, host, port))
     }
 
-    /// Whether an entry names the IP address `ip` literally: the operator
-    /// meant that address, so it is reached even when it is private.
-    pub fn names_ip(&self, ip: IpAddr) -> bool {
+    /// Whether an entry names the IP address `ip` literally, for this
+    /// scheme and port: the operator meant that address and port, so it is
+    /// reached even when it is private — by the literal address or by a
+    /// granted name resolving to it, but never on another port (naming
+    /// `127.0.0.1:9000` opens 127.0.0.1:9000, not the rest of loopback).
+    pub fn names_address(&self, scheme: Scheme, ip: IpAddr, port: u16) -> bool {
         let ip = canonical_ip(ip);
-        self.entries
-            .iter()
-            .any(|e| matches!(e.host, Host::Ip(named) if canonical_ip(named) == ip))
+        self.entries.iter().any(|e| {
+            matches!(e.host, Host::Ip(named) if canonical_ip(named) == ip)
+                && e.scheme.is_none_or(|s| s == scheme)
+                && e.port.unwrap_or(scheme.default_port()) == port
+        })
     }
 
     /// Whether the list allows nothing.
@@ -487,13 +492,15 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// private egress: loopback (127/8, ::1), private (10/8, 172.16/12,
 /// 192.168/16, fc00::/7 — which holds cloud metadata's fd00:ec2::254),
 /// link-local (169.254/16 — metadata's 169.254.169.254 — and fe80::/10),
-/// "this network" (0/8, ::), shared address space (100.64/10), multicast
-/// and reserved ranges, and IPv6 addresses that embed any of these IPv4
+/// "this network" (0/8, ::), shared address space (100.64/10), the special
+/// purpose ranges of RFC 6890 (192.0.0/24, 198.18/15, the documentation
+/// ranges), multicast and reserved ranges, and IPv6 addresses that embed any of these IPv4
 /// addresses (mapped, compatible, NAT64).
 pub fn is_private(ip: IpAddr) -> bool {
     match canonical_ip(ip) {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
+            let [.., c, _] = v4.octets();
             a == 0
                 || a == 10
                 || a == 127
@@ -501,6 +508,14 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || (a == 169 && b == 254)
                 || (a == 172 && (16..32).contains(&b))
                 || (a == 192 && b == 168)
+                // IETF protocol assignments (192.0.0/24), benchmarking
+                // (198.18/15) and the documentation ranges (192.0.2/24,
+                // 198.51.100/24, 203.0.113/24), none routable on the
+                // internet; RFC 6890.
+                || (a == 192 && b == 0 && (c == 0 || c == 2))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
                 || a >= 224
         }
         IpAddr::V6(v6) => {
@@ -690,6 +705,12 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::10.0.0.1",
+            "192.0.0.192",
+            "192.0.2.10",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
         ];
         for ip in private {
             assert!(is_private(ip.parse().unwrap()), "{ip} should be private");
@@ -700,6 +721,10 @@ mod tests {
             "172.15.255.255",
             "192.169.0.1",
             "100.128.0.1",
+            "192.0.1.1",
+            "198.20.0.1",
+            "198.51.101.1",
+            "203.0.114.1",
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
@@ -719,9 +744,23 @@ mod tests {
             secrets: vec![],
         };
         let list = grant.allow_list();
-        assert!(list.names_ip("127.0.0.1".parse().unwrap()));
-        assert!(list.names_ip("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(!list.names_ip("127.0.0.2".parse().unwrap()));
+        let names = |ip: &str, port| list.names_address(Scheme::Http, ip.parse().unwrap(), port);
+        assert!(names("127.0.0.1", 9000));
+        assert!(names("::ffff:127.0.0.1", 9000));
+        assert!(!names("127.0.0.2", 9000));
+        // Only on the port the entry names: a granted name resolving to the
+        // address does not open its other ports.
+        assert!(!names("127.0.0.1", 9001));
+        assert!(!names("127.0.0.1", 80));
+        let https_only = Capabilities {
+            http: HttpGrant {
+                allowed_hosts: vec!["https://10.0.0.5".into()],
+            },
+            secrets: vec![],
+        }
+        .allow_list();
+        assert!(https_only.names_address(Scheme::Https, "10.0.0.5".parse().unwrap(), 443));
+        assert!(!https_only.names_address(Scheme::Http, "10.0.0.5".parse().unwrap(), 443));
         assert!(!list.is_empty());
         assert!(list.allows(Scheme::Http, &host("localhost"), 9001));
         assert!(!list.allows(Scheme::Http, &host("localhost"), 9000));

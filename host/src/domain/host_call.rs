@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 /// says `host_calls_truncated: true`.
 pub const MAX_HOST_CALLS: usize = 100;
 
+/// Most of those records that are secret reads, so that reads (in a loop,
+/// or of made-up names) never crowd out the record of HTTP requests: at
+/// least `MAX_HOST_CALLS - MAX_SECRET_READ_RECORDS` requests are always
+/// recorded. A read of the same name with the same outcome as one already
+/// recorded is not recorded again.
+pub const MAX_SECRET_READ_RECORDS: usize = 32;
+
 /// What kind of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -131,6 +131,15 @@ impl Egress {
                 ));
             }
         };
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // It would travel in the Host header, in the clear, and no
+            // server reads it there.
+            return Err(
+                "credentials in a URL (`user:password@host`) are not sent: put them \
+                        in an `authorization` header"
+                    .into(),
+            );
+        }
         let host = Host::parse(uri.host().unwrap_or_default())?;
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         if !self.grant.allow_list.allows(scheme, &host, port) {
@@ -367,7 +376,9 @@ impl Exchange {
             .iter()
             .copied()
             .filter(|ip| {
-                self.grant.allow_private || !is_private(*ip) || self.grant.allow_list.names_ip(*ip)
+                self.grant.allow_private
+                    || !is_private(*ip)
+                    || self.grant.allow_list.names_address(*scheme, *ip, *port)
             })
             .collect();
         match (permitted.is_empty(), resolved.first()) {

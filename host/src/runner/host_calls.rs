@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::domain::host_call::{HostCall, MAX_HOST_CALLS};
+use crate::domain::host_call::{HostCall, HostCallKind, MAX_HOST_CALLS, MAX_SECRET_READ_RECORDS};
 
 /// What the run's `host_calls` say about a call the run ended before it was
 /// answered; [`CANCELLED_IN_FLIGHT`] and [`TIMED_OUT_IN_FLIGHT`] when the
@@ -26,6 +26,8 @@ struct Log {
     calls: Vec<HostCall>,
     /// Parallel to `calls`: whether the call was answered (or failed).
     answered: Vec<bool>,
+    /// How many of `calls` are secret reads.
+    secret_reads: usize,
     truncated: bool,
 }
 
@@ -46,9 +48,27 @@ impl HostCalls {
     /// fills it in.
     pub fn start(&self, call: HostCall) -> CallSlot {
         let mut log = self.lock();
+        if call.kind == HostCallKind::Secret {
+            let same = |earlier: &HostCall| {
+                earlier.kind == HostCallKind::Secret
+                    && earlier.target == call.target
+                    && earlier.error == call.error
+            };
+            if log.calls.iter().any(same) {
+                // The earlier record says it; not a left-out call.
+                return CallSlot(None);
+            }
+            if log.secret_reads >= MAX_SECRET_READ_RECORDS {
+                log.truncated = true;
+                return CallSlot(None);
+            }
+        }
         if log.calls.len() >= MAX_HOST_CALLS {
             log.truncated = true;
             return CallSlot(None);
+        }
+        if call.kind == HostCallKind::Secret {
+            log.secret_reads += 1;
         }
         log.calls.push(call);
         log.answered.push(false);
@@ -102,7 +122,6 @@ impl HostCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::host_call::HostCallKind;
 
     #[test]
     fn records_are_capped_and_unanswered_calls_say_so() {
@@ -116,11 +135,50 @@ mod tests {
         calls.answer(slot, |call| call.status = Some(200));
         assert_eq!(calls.snapshot(UNANSWERED).0[0].error, None);
         assert_eq!(calls.snapshot(UNANSWERED).0[0].status, Some(200));
-        for _ in 0..MAX_HOST_CALLS {
-            calls.record(HostCall::secret("TOKEN", None));
+        for i in 0..MAX_HOST_CALLS {
+            calls.record(HostCall::new(
+                HostCallKind::Http,
+                format!("GET http://a/{i}"),
+            ));
         }
         let (snapshot, truncated) = calls.snapshot(UNANSWERED);
         assert_eq!(snapshot.len(), MAX_HOST_CALLS);
         assert!(truncated);
+    }
+
+    #[test]
+    fn secret_reads_never_crowd_out_requests() {
+        let calls = HostCalls::default();
+        // The same read again and again is one record, not a truncation.
+        for _ in 0..1000 {
+            calls.record(HostCall::secret("TOKEN", None));
+        }
+        let (snapshot, truncated) = calls.snapshot(UNANSWERED);
+        assert_eq!(snapshot.len(), 1);
+        assert!(!truncated);
+        // Reads of ever new names stop being recorded at their own cap...
+        for i in 0..1000 {
+            calls.record(HostCall::secret(
+                &format!("NAME_{i}"),
+                Some("not granted".into()),
+            ));
+        }
+        let (snapshot, truncated) = calls.snapshot(UNANSWERED);
+        assert_eq!(snapshot.len(), MAX_SECRET_READ_RECORDS);
+        assert!(truncated);
+        // ...and the requests after them are still recorded.
+        let last = MAX_HOST_CALLS - MAX_SECRET_READ_RECORDS;
+        for i in 0..last {
+            calls.record(HostCall::new(
+                HostCallKind::Http,
+                format!("POST http://a/{i}"),
+            ));
+        }
+        let (snapshot, _) = calls.snapshot(UNANSWERED);
+        assert_eq!(snapshot.len(), MAX_HOST_CALLS);
+        assert_eq!(
+            snapshot[MAX_HOST_CALLS - 1].target,
+            format!("POST http://a/{}", last - 1)
+        );
     }
 }

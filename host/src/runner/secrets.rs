@@ -46,6 +46,25 @@ pub fn recorded_name(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// `value` as a host-call record writes a URL (`HTTP://user@Host/x` as
+/// `http://Host/x`: the scheme lower-cased, user information dropped), when
+/// it is a URL and that differs.
+fn as_recorded_url(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+    {
+        return None;
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let recorded = format!("{}://{host}{tail}", scheme.to_ascii_lowercase());
+    (recorded != value).then_some(recorded)
+}
+
 /// One granted secret, as the run sees it.
 #[derive(Clone, PartialEq, Eq)]
 enum Grant {
@@ -120,17 +139,25 @@ impl RunSecrets {
         Masker::new(self.values())
     }
 
-    /// The masker for host-call records, whose HTTP targets are URLs
-    /// without their query: every granted value, and each value's part
-    /// before a `?` or `#` (when at least [`MIN_VALUE_BYTES`] long), so a
-    /// webhook URL kept as a secret is masked in its record either way.
+    /// The masker for host-call records, whose HTTP targets are URLs as
+    /// the host records them: scheme in lower case, no user information, no
+    /// query. Every granted value, the value written that way, and each of
+    /// the two cut before a `?` or `#` (when at least [`MIN_VALUE_BYTES`]
+    /// long), so a webhook URL kept as a secret is masked in its record
+    /// however it was written.
     pub fn url_masker(&self) -> Masker {
-        Masker::new(self.values().flat_map(|value| {
-            let before_query = value.split(['?', '#']).next().unwrap_or_default();
-            let prefix = (before_query.len() >= MIN_VALUE_BYTES && before_query != value)
-                .then_some(before_query);
-            std::iter::once(value).chain(prefix)
-        }))
+        let mut patterns: Vec<String> = Vec::new();
+        for value in self.values() {
+            let recorded = as_recorded_url(value);
+            for form in std::iter::once(value.to_owned()).chain(recorded) {
+                let before_query = form.split(['?', '#']).next().unwrap_or_default();
+                if before_query.len() >= MIN_VALUE_BYTES && before_query != form {
+                    patterns.push(before_query.to_owned());
+                }
+                patterns.push(form);
+            }
+        }
+        Masker::new(patterns.iter().map(String::as_str))
     }
 
     fn values(&self) -> impl Iterator<Item = &str> {
@@ -168,6 +195,16 @@ impl Masker {
                 continue;
             }
             patterns.push(value.to_owned());
+            // As it reads inside a JSON string or Rust's `{:?}`: printing a
+            // request body or a debug dump is a common accident.
+            let json = serde_json::to_string(value).unwrap_or_default();
+            let json = json.trim_matches('"');
+            let debug = value.escape_debug().to_string();
+            for escaped in [json, debug.as_str()] {
+                if escaped != value && escaped.len() >= MIN_VALUE_BYTES {
+                    patterns.push(escaped.to_owned());
+                }
+            }
             if value.contains('\n') {
                 patterns.extend(
                     value
@@ -421,6 +458,31 @@ mod tests {
             secrets.masker().mask(&format!("POST {HOOK}")),
             format!("POST {HOOK}")
         );
+        // A URL written with capitals in its scheme, or with user
+        // information, is recorded lower-cased and without it.
+        let secrets = RunSecrets::new([(
+            "HOOK".to_owned(),
+            Ok("HTTPS://bot:pw@Hooks.example.com/services/T0/SecretPath?x=1".to_owned()),
+        )]);
+        let masker = secrets.url_masker();
+        assert_eq!(
+            masker.mask("POST https://Hooks.example.com/services/T0/SecretPath"),
+            "POST ***"
+        );
+        assert_eq!(as_recorded_url("https://a.example/x"), None);
+        assert_eq!(as_recorded_url("not a url"), None);
+    }
+
+    #[test]
+    fn a_value_escaped_in_json_or_debug_output_is_masked_too() {
+        let value = r#"pa"ss\word-12345"#;
+        let m = Masker::new([value]);
+        assert_eq!(m.mask(&format!("{value:?}")), "\"***\"");
+        assert_eq!(
+            m.mask(&serde_json::json!({"password": value}).to_string()),
+            r#"{"password":"***"}"#
+        );
+        assert_eq!(m.mask(value), "***");
     }
 
     #[test]

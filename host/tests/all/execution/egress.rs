@@ -153,15 +153,36 @@ async fn a_host_not_granted_fails_naming_the_grant_that_would_allow_it() {
     assert!(call["error"].as_str().unwrap().contains(&wanted), "{call}");
     assert_eq!(call["status"], Value::Null);
 
-    // The workflow can handle the refusal instead of failing.
-    let run = fetch(api, json!({"url": url, "handle": true})).await;
-    assert_eq!(status(&run), "completed", "{run:#}");
+    // The workflow can handle the refusal instead of failing, and reads
+    // the same reason whether or not its request has a body.
+    for request in [
+        json!({"url": url, "handle": true}),
+        json!({"url": url, "method": "POST", "json": {"a": 1}, "handle": true}),
+    ] {
+        let run = fetch(api, request).await;
+        assert_eq!(status(&run), "completed", "{run:#}");
+        assert!(
+            run["result"]["payload"]["error"]
+                .as_str()
+                .unwrap()
+                .contains(&wanted),
+            "{run:#}"
+        );
+    }
+    // Credentials in the URL are refused, not sent in the Host header.
+    let run = fetch(
+        api,
+        json!({"url": format!("http://bot:pw@{address}/hook"), "handle": true}),
+    )
+    .await;
     assert!(
         run["result"]["payload"]["error"]
             .as_str()
             .unwrap()
-            .contains(&wanted)
+            .contains("put them in an `authorization` header"),
+        "{run:#}"
     );
+    assert!(!run["host_calls"].to_string().contains("bot:pw"), "{run:#}");
     assert!(seen.bodies.lock().unwrap().is_empty());
     server.stop().await;
 }

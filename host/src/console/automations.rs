@@ -282,6 +282,8 @@ async fn detail_page(
                 }
                 h3 { "retry" } (json_block(&automation.retry))
                 h3 { "limits" } (json_block(&automation.limits))
+                h3 { "capabilities" } (json_block(&automation.capabilities))
+                h3 { "retention" } (json_block(&automation.retention))
                 h3 { "metadata" } (json_block(&automation.metadata))
             }
         }
@@ -441,6 +443,8 @@ impl AutomationForm {
             "max_concurrency": automation.max_concurrency,
             "retry": automation.retry,
             "limits": automation.limits,
+            "capabilities": automation.capabilities,
+            "retention": automation.retention,
         });
         AutomationForm {
             name: automation.name.clone(),
@@ -609,7 +613,7 @@ async fn form_page(
             input id="lookup_key" name="lookup_key" value=(form.lookup_key);
             label for="metadata" { "Metadata " span class="muted" { "(JSON object)" } }
             textarea id="metadata" name="metadata" rows="3" class="code" data-json="object" { (form.metadata) }
-            label for="policies" { "Policies " span class="muted" { "(JSON object: catchup, catchup_window_seconds, overlap, max_concurrency, retry, limits)" } }
+            label for="policies" { "Policies " span class="muted" { "(JSON object: catchup, catchup_window_seconds, overlap, max_concurrency, retry, limits, capabilities, retention)" } }
             textarea id="policies" name="policies" rows="6" class="code" data-json="object" { (form.policies) }
             p class="json-problem" role="alert" hidden {}
             div class="actions" {

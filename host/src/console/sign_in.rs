@@ -128,13 +128,21 @@ pub fn redirect_to_sign_in(next: &str, reason: Option<Reason>) -> Redirect {
     Redirect::to(&format!("{PREFIX}/sign-in?{query}"))
 }
 
-/// Only paths of the console are followed after sign-in (no open redirect).
+/// Only paths of the console are followed after sign-in (no open redirect):
+/// printable ASCII (a `Location` header takes nothing else; the console's
+/// own links are percent-encoded), no `.`/`..` segment that would climb out
+/// of `/console/`.
 fn safe_next(next: Option<&str>) -> Option<&str> {
     next.filter(|n| {
+        let path = n.split(['?', '#']).next().unwrap_or_default();
         n.starts_with("/console/")
             && !n.starts_with("//")
             && !n.contains('\\')
             && !n.contains("://")
+            && n.bytes().all(|b| b.is_ascii_graphic())
+            && !path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
     })
 }
 
@@ -333,12 +341,21 @@ mod tests {
     #[test]
     fn only_console_paths_are_followed_after_sign_in() {
         assert_eq!(safe_next(Some("/console/apps/a")), Some("/console/apps/a"));
+        let encoded = "/console/apps/a/runs?status=failed&since=2026-01-01T00%3A00%3A00Z";
+        assert_eq!(safe_next(Some(encoded)), Some(encoded));
         for bad in [
             "https://evil.example/",
             "//evil.example",
             "/apps/a",
             "/console/\\x",
             "/console/x?u=http://e",
+            // Not a header value: a 500 at sign-in, once.
+            "/console/\u{7f}",
+            "/console/\r\nSet-Cookie: x",
+            "/console/caf\u{e9}",
+            // Climbing out of the console.
+            "/console/../..//evil.com",
+            "/console/./x",
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad}");
         }

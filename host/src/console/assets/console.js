@@ -125,12 +125,15 @@ function setUpUpload() {
       return;
     }
     const request = new XMLHttpRequest();
-    request.open("POST", card.getAttribute("data-upload"));
+    // The name goes in the query string: a header takes Latin-1 only, and
+    // names are any Unicode text.
+    const named = name.value.trim();
+    const target = card.getAttribute("data-upload");
+    request.open("POST", named ? `${target}?name=${encodeURIComponent(named)}` : target);
     request.setRequestHeader("Content-Type", "application/wasm");
     // The API's JSON answer, refusals included (console pages are HTML).
     request.setRequestHeader("Accept", "application/json");
     request.setRequestHeader("X-CSRF-Token", card.getAttribute("data-csrf"));
-    if (name.value.trim()) request.setRequestHeader("X-Config-Name", name.value.trim());
     progress.hidden = false;
     progress.value = 0;
     button.disabled = true;

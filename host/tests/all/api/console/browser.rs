@@ -54,7 +54,8 @@ async fn the_console_in_a_real_browser() {
     browser
         .type_into("#component", &wasm.display().to_string())
         .await;
-    browser.type_into("#config-name", "welcome").await;
+    // Any Unicode name (a header would take Latin-1 only).
+    browser.type_into("#config-name", "Bienvenue ✓ 日本").await;
     browser.click_on("#upload-button").await;
     let config_url = browser.wait_for_url(|u| u.contains("/configs/cfg_")).await;
     let config_id = config_url.rsplit('/').next().unwrap().to_owned();
@@ -64,7 +65,7 @@ async fn the_console_in_a_real_browser() {
     browser.screenshot_to(&shots, "config").await;
     browser.open(&format!("{app}/configs")).await;
     browser
-        .wait_for_text("main table", |t| t.contains("welcome"))
+        .wait_for_text("main table", |t| t.contains("Bienvenue ✓ 日本"))
         .await;
     browser.screenshot_to(&shots, "configs").await;
 

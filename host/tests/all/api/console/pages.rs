@@ -545,3 +545,68 @@ async fn runs_name_their_automation_and_take_the_apis_filters() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automations_grant_and_retention_are_shown_and_edited_in_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let created = server
+        .create(json!({
+            "name": "Chat", "type": "trigger", "trigger": "thread.member_joined",
+            "capabilities": {"http": {"allowed_hosts": ["hooks.example.com"]}, "secrets": ["CHAT_WEBHOOK_URL"]},
+            "retention": {"days": 90},
+        }))
+        .await;
+    let page = format!(
+        "/console/apps/default/automations/{}",
+        created["id"].as_str().unwrap()
+    );
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(ADMIN_TOKEN).await;
+    // What the workflow may reach is on its page...
+    let shown = visitor.get(&page).await;
+    for words in [
+        "capabilities",
+        "hooks.example.com",
+        "CHAT_WEBHOOK_URL",
+        "retention",
+    ] {
+        assert!(shown.body.contains(words), "{words}: {}", shown.body);
+    }
+    // ...and in the edit form's policies, named in its label, so a change to
+    // it is a visible edit rather than a field the form keeps out of sight.
+    let edit = visitor.get(&format!("{page}/edit")).await;
+    assert!(
+        edit.body
+            .contains("retry, limits, capabilities, retention)"),
+        "{}",
+        edit.body
+    );
+    assert!(edit.body.contains("hooks.example.com"), "{}", edit.body);
+    assert!(edit.body.contains("CHAT_WEBHOOK_URL"), "{}", edit.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_that_is_not_a_plain_console_path_is_ignored_at_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    for next in ["/console/%7F", "/console/../..//evil.com"] {
+        let mut visitor = Visitor::new(&server);
+        let answer = visitor
+            .post_form(
+                "/console/sign-in",
+                &[
+                    ("key", ADMIN_TOKEN),
+                    ("next", &next.replace("%7F", "\u{7f}")),
+                ],
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{next}: {}",
+            answer.body
+        );
+        assert_eq!(answer.location(), "/console", "{next}");
+    }
+}

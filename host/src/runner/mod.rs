@@ -417,6 +417,7 @@ impl Runner {
             trigger: input.trigger.clone(),
             payload: input.payload.to_string(),
         };
+        let masker = options.secrets.masker();
         let reach = Reach {
             cancel,
             live: options.live.clone(),
@@ -425,6 +426,7 @@ impl Runner {
                 allow_private: self.config.allow_private_egress,
             },
             secrets: options.secrets.clone(),
+            masker: masker.clone(),
         };
         let execution = sandbox::execute(
             &self.engine,
@@ -440,7 +442,6 @@ impl Runner {
         accounting.instantiate_time = execution.instantiate_time;
         // Secret values leave no trace: the error is masked before it is
         // measured or quoted, the payload and failure messages after.
-        let masker = options.secrets.masker();
         let outcome = match execution.result {
             Ok(returned) => Outcome::returned(
                 returned.map_err(|error| masker.mask(&error).into_owned()),

@@ -14,7 +14,7 @@ use super::cancel::CancelToken;
 use super::egress::{Egress, EgressGrant};
 use super::host_calls::{self, HostCalls};
 use super::output::{GuestPanic, LiveOutput, Transcript};
-use super::secrets::RunSecrets;
+use super::secrets::{Masker, RunSecrets};
 use crate::domain::host_call::HostCall;
 use crate::domain::limits::RunLimits;
 use crate::domain::outcome::{CapturedOutput, Failure, FailureKind, Outcome, TIMEOUT_MESSAGE};
@@ -225,6 +225,9 @@ pub(super) struct Reach<'a> {
     pub live: Option<LiveOutput>,
     pub egress: EgressGrant,
     pub secrets: RunSecrets,
+    /// Masks `secrets`' values in the transcript (built once per run: the
+    /// runner masks the outcome with the same one).
+    pub masker: Masker,
 }
 
 /// Instantiates `pre` in a fresh store under `limits` and calls `call` on the
@@ -305,7 +308,7 @@ fn new_store(
 ) -> Store<RunState> {
     let cancel = reach.cancel.cloned();
     let secrets = reach.secrets;
-    let transcript = Transcript::masked(limits.output(), reach.live, secrets.masker());
+    let transcript = Transcript::masked(limits.output(), reach.live, reach.masker);
     let host_calls = HostCalls::default();
     let egress = Egress::new(
         reach.egress,
